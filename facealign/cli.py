@@ -1,0 +1,49 @@
+"""The `facealign` command: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module and registers itself through
+``add_parser(subparsers)``; its handler returns the process exit code.
+Expected problems (bad configuration, bad input) print one clear line and
+exit 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from facealign.config import ConfigError
+
+# module path -> registers one or more subcommands
+_COMMAND_MODULES = (
+    "facealign.commands.data",
+    "facealign.commands.config",
+)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facealign", description="Face alignment (DAN, AAN) as a TFX pipeline.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, UserError) as exc:
+        print(f"facealign {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

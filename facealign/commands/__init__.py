@@ -1,0 +1,1 @@
+"""Subcommands of the facealign CLI, one module each."""

@@ -1,0 +1,188 @@
+"""The pipeline.yaml schema: one typed, validated configuration for every step.
+
+Every section forbids unknown keys and checks types and ranges on load, so a
+typo or a bad value stops the run with a message naming the key instead of
+silently falling back to a default. ``--set section.key=value`` overrides any
+value from the command line; the override goes through the same validation.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Annotated, Literal
+
+import pydantic
+import yaml
+from pydantic import Field
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+class _Section(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class PipelineSection(_Section):
+    name: str = Field("facealign", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    root: str = "runs/facealign"
+    metadata_path: str | None = None  # default: <root>/metadata.sqlite
+    enable_cache: bool = True
+
+
+class SourceConfig(_Section):
+    """One dataset: where it is, its format, which split it feeds."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    format: Literal["300w", "ljson", "coco"] = "300w"
+    root: str
+    boxes: list[str] = []
+    annotations: str | None = None  # the JSON file, for format coco
+    split: Literal["train", "test"] = "train"
+
+
+class DataSection(_Section):
+    sources: list[SourceConfig] = Field(min_length=1)
+    eval_count: Annotated[int, Field(ge=0)] = 100
+    seed: int = 0
+    on_error: Literal["skip", "fail"] = "skip"
+
+    @pydantic.field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources):
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return sources
+
+
+class AugmentSection(_Section):
+    """Canonical-frame crop and training-time perturbations (DAN section 4)."""
+
+    image_size: Annotated[int, Field(ge=16, le=512)] = 112
+    face_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5  # mean shape spans the middle half
+    copies: Annotated[int, Field(ge=1, le=100)] = 10
+    mirror: bool = True
+    translation_sigma: Annotated[float, Field(ge=0, le=1)] = 0.2  # of face width/height
+    rotation_sigma_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
+    scale_sigma: Annotated[float, Field(ge=0, le=1)] = 0.25
+    seed: int = 0
+
+
+class DanConfig(_Section):
+    stages: Annotated[int, Field(ge=1, le=3)] = 2
+    heatmap_radius: Annotated[float, Field(gt=0, le=112)] = 16.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    fc_units: PositiveInt = 256
+
+
+class ModelSection(_Section):
+    name: Literal["dan"] = "dan"
+    dan: DanConfig = DanConfig()
+
+
+class TrainerSection(_Section):
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.001
+    max_epochs_per_stage: PositiveInt = 100
+    patience: PositiveInt = 5
+    steps_per_epoch: PositiveInt | None = None  # default: one pass over the train split
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    shuffle_buffer: PositiveInt = 4096
+
+
+class EvaluatorSection(_Section):
+    max_nme: Annotated[float, Field(gt=0)] = 10.0  # percent of inter-ocular distance
+    failure_threshold: Annotated[float, Field(gt=0, le=1)] = 0.08
+    compare_to_baseline: bool = True
+
+
+class ServingSection(_Section):
+    base_dir: str = "serving_models"
+    model_name: str = Field("facealign", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class BeamSection(_Section):
+    args: list[str] = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+class Config(_Section):
+    pipeline: PipelineSection = PipelineSection()
+    data: DataSection
+    augment: AugmentSection = AugmentSection()
+    model: ModelSection = ModelSection()
+    trainer: TrainerSection = TrainerSection()
+    evaluator: EvaluatorSection = EvaluatorSection()
+    serving: ServingSection = ServingSection()
+    beam: BeamSection = BeamSection()
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "<top level>"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: required key is missing"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _set_path(tree: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {dotted}: {where}: no such list item")
+            key = int(part)
+        elif isinstance(node, dict):
+            key = part
+        else:
+            raise ConfigError(f"--set {dotted}: {'.'.join(parts[:i])} is not a section")
+        if i == len(parts) - 1:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Applies ``key.path=value`` strings; values are parsed as YAML scalars."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value is not valid YAML: {exc}") from None
+        _set_path(raw, key.strip(), value)
+    return raw
+
+
+def from_dict(raw: dict, origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{origin}: invalid configuration:\n  {lines}") from None
+
+
+def load(path: str | pathlib.Path, overrides: list[str] = ()) -> Config:
+    """Reads, overrides and validates a pipeline.yaml; relative paths stay as written."""
+    path = pathlib.Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return from_dict(apply_overrides(raw, list(overrides)), str(path))

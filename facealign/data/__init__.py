@@ -1,0 +1,1 @@
+"""facealign/data."""

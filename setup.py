@@ -1,0 +1,31 @@
+"""facealign: a TFX pipeline for 68-point face alignment (DAN, AAN)."""
+import setuptools
+
+setuptools.setup(
+    name="facealign",
+    version="0.1.0",
+    description="TFX training pipeline for facial landmark detection (DAN, AAN)",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(
+        include=["facealign", "facealign.*", "pipeline", "pipeline.*", "components",
+                 "components.*", "trainer", "trainer.*", "serving", "serving.*"]),
+    # Exact pins live in requirements.txt (installed by `make setup`); these are
+    # the direct dependencies, so a plain `pip install .` pulls a working set.
+    install_requires=[
+        "tfx==1.21.0",
+        "tensorflow==2.21.0",
+        "keras==3.15.1",
+        "keras-tuner==1.4.8",
+        "tensorboard==2.21.0",
+        "apache-beam[gcp]==2.77.0",
+        "pydantic>=2,<3",
+        "pyyaml>=6",
+        "numpy>=1.26",
+        "pillow>=10",
+        "scipy>=1.11",
+        "matplotlib>=3.8",
+        "opencv-python-headless>=4.8",
+        "tqdm>=4.66",
+    ],
+    entry_points={"console_scripts": ["facealign=facealign.cli:main"]},
+)
