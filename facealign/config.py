@@ -79,6 +79,8 @@ class DanConfig(_Section):
     heatmap_radius: Annotated[float, Field(gt=0, le=112)] = 16.0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
     fc_units: PositiveInt = 256
+    # Filters of conv1a/b; blocks 2-4 use 2x, 4x, 8x (Table 1: 64). Smaller only for tests/experiments.
+    base_filters: PositiveInt = 64
 
 
 class ModelSection(_Section):
@@ -120,6 +122,13 @@ class Config(_Section):
     evaluator: EvaluatorSection = EvaluatorSection()
     serving: ServingSection = ServingSection()
     beam: BeamSection = BeamSection()
+
+    _base_dir: pathlib.Path = pydantic.PrivateAttr(default_factory=pathlib.Path.cwd)
+
+    def resolve(self, path: str | pathlib.Path) -> pathlib.Path:
+        """A path from the file, taken relative to the folder of that file."""
+        path = pathlib.Path(path)
+        return path if path.is_absolute() else self._base_dir / path
 
 
 def _describe(error: dict) -> str:
@@ -185,4 +194,6 @@ def load(path: str | pathlib.Path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return from_dict(apply_overrides(raw, list(overrides)), str(path))
+    cfg = from_dict(apply_overrides(raw, list(overrides)), str(path))
+    cfg._base_dir = path.resolve().parent
+    return cfg

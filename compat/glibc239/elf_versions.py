@@ -129,7 +129,9 @@ def versioned_symbols(data: bytes, path: str = "<bytes>",
         is_defined = shndx != 0
         ndx = struct.unpack_from("<H", data, versym.offset + 2 * i)[0] & 0x7FFF
         if is_defined == defined and ndx in index_names:
-            out.setdefault(index_names[ndx], set()).add(_string(data, strtab, name_off))
+            name = _string(data, strtab, name_off)
+            if name != index_names[ndx]:  # skip the version's own marker symbol
+                out.setdefault(index_names[ndx], set()).add(name)
     return out
 
 

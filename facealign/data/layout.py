@@ -1,0 +1,81 @@
+"""Walking a dataset folder tree: subsets, face ids, and folders with nothing in them.
+
+Shared by the folder formats (300-W .pts, Menpo .ljson), whose annotation file
+sits beside its image with the same stem.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import posixpath
+from typing import Iterator
+
+from facealign.data.images import IMAGE_SUFFIXES, is_image_name
+from facealign.data.records import Reject
+from facealign.data.report import DataError
+
+
+def check_root(root: pathlib.Path) -> None:
+    if not root.exists():
+        raise DataError(str(root), "dataset root does not exist")
+    if not root.is_dir():
+        raise DataError(str(root), "dataset root is not a folder")
+
+
+def relpath(path: pathlib.Path, root: pathlib.Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def face_id(dataset: str, image_relpath: str) -> str:
+    """Stable across runs and machines: the dataset name and the image path without suffix."""
+    return f"{dataset}:{posixpath.splitext(image_relpath)[0]}"
+
+
+def walk(root: pathlib.Path, dataset: str) -> Iterator[tuple[pathlib.Path, str, list[pathlib.Path]] | Reject]:
+    """(folder, subset, files) for every folder under root, sorted; hidden entries skipped.
+
+    A folder with no entries at all is yielded as a Reject: someone expected faces there.
+    """
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files = sorted(f for f in files if not f.startswith("."))
+        folder = pathlib.Path(folder)
+        subset = relpath(folder, root) if folder != root else "."
+        if not dirs and not files and folder != root:  # an empty root is reported by the reader
+            yield Reject(str(folder), "empty folder: no annotated faces", dataset, subset)
+            continue
+        yield folder, subset, [folder / f for f in files]
+
+
+def pair_with_images(files: list[pathlib.Path], annotation_suffix: str):
+    """Pairs each annotation file with the image of the same stem.
+
+    Returns (pairs, unused): pairs are (annotation, image or None); unused are
+    (image, reason) for images no annotation file uses, which are reported, not skipped.
+    """
+    images: dict[str, list[pathlib.Path]] = {}
+    for f in files:
+        if is_image_name(f):
+            images.setdefault(f.stem, []).append(f)
+    pairs = []
+    used = set()
+    for f in files:
+        if f.suffix.lower() != annotation_suffix:
+            continue
+        candidates = sorted(images.get(f.stem, []),
+                            key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower()))
+        image = candidates[0] if candidates else None
+        if image is not None:
+            used.add(image)
+        pairs.append((f, image))
+    annotated = {f.stem for f in files if f.suffix.lower() == annotation_suffix}
+    unused = []
+    for f in files:
+        if is_image_name(f) and f not in used:
+            if f.stem in annotated:
+                chosen = next(p for p in used if p.stem == f.stem)
+                unused.append((f, f"not used: {chosen.name} is taken as the image of "
+                                  f"{f.stem}{annotation_suffix}"))
+            else:
+                unused.append((f, f"image without annotation: no {f.stem}{annotation_suffix} beside it"))
+    return pairs, unused

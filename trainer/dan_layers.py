@@ -1,0 +1,237 @@
+"""Connection layers of the Deep Alignment Network (Kowalski et al., 2017, sec. 3.2-3.4).
+
+Between two DAN stages these layers turn the previous estimate S_{t-1} into
+the next stage's input: a similarity transform T_t that takes S_{t-1} onto
+the canonical shape S0, the image and the shape warped by T_t, a landmark
+heatmap of T_t(S_{t-1}) and a feature image from the previous stage's fc1.
+
+Transforms are batched 2x3 affine matrices, float32 [B, 2, 3], acting on
+(x, y) points as ``p' = M[:, :2] @ p + M[:, 2]``; pixel centres are at
+integer coordinates (0-based), the convention of
+``tf.raw_ops.ImageProjectiveTransformV3`` and ``cv2.warpAffine``.
+
+Geometry (transform estimation, warps, heatmap distances) always runs in
+float32, whatever the model's mixed-precision policy: in bfloat16 a landmark
+coordinate near 100 px would be off by up to half a pixel.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+_PACKAGE = "facealign"
+
+
+def _float32_layer_kwargs(kwargs: dict) -> dict:
+    """Geometry layers ignore the global/mixed policy: they compute in float32."""
+    kwargs["dtype"] = "float32"
+    return kwargs
+
+
+def _invert_affine(transform):
+    """Closed-form inverse of a batch of 2x3 affine matrices [B, 2, 3]."""
+    a, b, tx = transform[:, 0, 0], transform[:, 0, 1], transform[:, 0, 2]
+    c, d, ty = transform[:, 1, 0], transform[:, 1, 1], transform[:, 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    itx = -(ia * tx + ib * ty)
+    ity = -(ic * tx + id_ * ty)
+    row0 = ops.stack([ia, ib, itx], axis=-1)
+    row1 = ops.stack([ic, id_, ity], axis=-1)
+    return ops.stack([row0, row1], axis=1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TransformEstimation(keras.layers.Layer):
+    """Least-squares similarity T with T(S) ~ S0, and its inverse (sec. 3.2).
+
+    Similarities (rotation, uniform scale, translation; no skew, no
+    reflection) keep the face undistorted. Parameterising the linear part as
+    [[a, -b], [b, a]] makes the least-squares fit linear in (a, b), so it has
+    a closed form (the one of the official implementation):
+    a = sum(s.d) / |s|^2, b = sum(s_x d_y - s_y d_x) / |s|^2 for centred
+    source s and destination d; its determinant a^2 + b^2 >= 0 rules out
+    reflections.
+
+    Input: shapes [B, N, 2]. Output: (T, T^-1), each [B, 2, 3] float32.
+    """
+
+    def __init__(self, canonical_shape, **kwargs):
+        super().__init__(**_float32_layer_kwargs(kwargs))
+        self.canonical_shape = np.asarray(canonical_shape, np.float32).reshape(-1, 2)
+
+    def call(self, shapes):
+        shapes = ops.cast(shapes, "float32")
+        target = ops.convert_to_tensor(self.canonical_shape)
+        source_mean = ops.mean(shapes, axis=1)                      # [B, 2]
+        target_mean = ops.mean(target, axis=0)                      # [2]
+        source = shapes - source_mean[:, None, :]                   # [B, N, 2]
+        centred_target = (target - target_mean)[None]               # [1, N, 2]
+        norm2 = ops.maximum(ops.sum(ops.square(source), axis=(1, 2)), 1e-12)
+        a = ops.sum(source * centred_target, axis=(1, 2)) / norm2
+        b = ops.sum(source[..., 0] * centred_target[..., 1]
+                    - source[..., 1] * centred_target[..., 0], axis=1) / norm2
+        tx = target_mean[0] - (a * source_mean[:, 0] - b * source_mean[:, 1])
+        ty = target_mean[1] - (b * source_mean[:, 0] + a * source_mean[:, 1])
+        transform = ops.stack([ops.stack([a, -b, tx], axis=-1),
+                               ops.stack([b, a, ty], axis=-1)], axis=1)
+        return transform, _invert_affine(transform)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2, 3), (input_shape[0], 2, 3)
+
+    def get_config(self):
+        config = super().get_config()
+        config["canonical_shape"] = self.canonical_shape.tolist()
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LandmarkTransform(keras.layers.Layer):
+    """Applies a batch of affine transforms to shapes: inputs [shapes [B,N,2], T [B,2,3]].
+
+    One layer for T and T^-1: which one is applied is the caller's choice of
+    transform input (TransformEstimation returns both).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**_float32_layer_kwargs(kwargs))
+
+    def call(self, inputs):
+        shapes, transform = inputs
+        shapes = ops.cast(shapes, "float32")
+        transform = ops.cast(transform, "float32")
+        linear = transform[:, :, :2]
+        return ops.einsum("bij,bnj->bni", linear, shapes) + transform[:, None, :, 2]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ImageTransform(keras.layers.Layer):
+    """Warps images with T (bilinear, fill 0): inputs [images [B,H,W,C], T [B,2,3]].
+
+    T is the same transform that is applied to the landmarks, so the content
+    at input pixel p lands at output pixel T(p). ImageProjectiveTransformV3
+    wants the opposite direction (output pixel -> input sample position), so
+    the layer hands it T^-1. Applied to the standardised image, the fill
+    value 0 is the mean pixel of the training set. The whole batch is warped
+    by one op, no Python loop.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**_float32_layer_kwargs(kwargs))
+
+    def call(self, inputs):
+        images, transform = inputs
+        images = tf.cast(images, tf.float32)
+        output_to_input = _invert_affine(ops.cast(transform, "float32"))
+        batch = tf.shape(images)[0]
+        params = tf.concat(
+            [tf.reshape(output_to_input, [batch, 6]), tf.zeros([batch, 2], tf.float32)],
+            axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=params,
+            output_shape=tf.shape(images)[1:3],
+            fill_value=tf.constant(0.0, tf.float32),
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LandmarkHeatmap(keras.layers.Layer):
+    """Eq. 3: H(x, y) = 1 / (1 + min_i |(x, y) - s_i|), zero beyond `radius` of every s_i.
+
+    Input: shapes [B, N, 2] in pixel coordinates. Output: [B, H, W, 1] float32.
+
+    The squared distance separates into dy^2 + dx^2, so per landmark only the
+    row and column terms are computed ([B, N, H] and [B, N, W]); the [H, W]
+    sum is formed and reduced by a running minimum over chunks of landmarks,
+    which bounds the temporary to B*H*W*chunk floats instead of B*H*W*N. The
+    square root and the radius cut run once per pixel, after the minimum.
+    Within the radius the result is the same as the official implementation's
+    max over per-landmark patches (it used 16x16 squares; the paper and this
+    layer use discs of radius 16).
+    """
+
+    def __init__(self, image_size: int = 112, radius: float = 16.0,
+                 landmarks_per_chunk: int = 17, **kwargs):
+        super().__init__(**_float32_layer_kwargs(kwargs))
+        self.image_size = int(image_size)
+        self.radius = float(radius)
+        self.landmarks_per_chunk = int(landmarks_per_chunk)
+
+    def call(self, shapes):
+        shapes = ops.cast(shapes, "float32")
+        grid = ops.arange(self.image_size, dtype="float32")
+        dx2 = ops.square(grid[None, None, :] - shapes[:, :, 0:1])    # [B, N, W]
+        dy2 = ops.square(grid[None, None, :] - shapes[:, :, 1:2])    # [B, N, H]
+        num_landmarks = shapes.shape[1]
+        if num_landmarks is None:   # unknown N: one chunk
+            chunks = [(0, None)]
+        else:
+            step = max(1, self.landmarks_per_chunk)
+            chunks = [(i, i + step) for i in range(0, num_landmarks, step)]
+        min_d2 = None
+        for start, stop in chunks:
+            d2 = dy2[:, start:stop, :, None] + dx2[:, start:stop, None, :]   # [B, n, H, W]
+            chunk_min = ops.min(d2, axis=1)
+            min_d2 = chunk_min if min_d2 is None else ops.minimum(min_d2, chunk_min)
+        # max() keeps sqrt's gradient finite when a pixel centre sits on a landmark.
+        distance = ops.sqrt(ops.maximum(min_d2, 1e-12))
+        heatmap = ops.where(distance <= self.radius, 1.0 / (1.0 + distance), 0.0)
+        return heatmap[..., None]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.image_size, self.image_size, 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_size=self.image_size, radius=self.radius,
+                      landmarks_per_chunk=self.landmarks_per_chunk)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FeatureImage(keras.layers.Layer):
+    """Sec. 3.4: Dense(size/2 squared, ReLU) of the previous fc1, as a size x size image.
+
+    The dense layer's 3136 units form a 56x56 image, upscaled by 2 with
+    nearest neighbour (pixel repetition, as Lasagne's Upscale2DLayer in the
+    official code): the paper found 56x56 as good as 112x112 with a quarter
+    of the parameters. Input: [B, F]. Output: [B, size, size, 1].
+    """
+
+    def __init__(self, image_size: int = 112, **kwargs):
+        super().__init__(**kwargs)
+        if image_size % 2:
+            raise ValueError(f"image_size must be even, got {image_size}")
+        self.image_size = int(image_size)
+        self.low_resolution = self.image_size // 2
+        self.dense = keras.layers.Dense(
+            self.low_resolution ** 2, activation="relu", name="dense",
+            dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, features):
+        low = ops.reshape(self.dense(features),
+                          (-1, self.low_resolution, self.low_resolution, 1))
+        return ops.repeat(ops.repeat(low, 2, axis=1), 2, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.image_size, self.image_size, 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["image_size"] = self.image_size
+        return config
