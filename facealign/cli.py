@@ -12,16 +12,14 @@ import importlib
 import sys
 
 from facealign.config import ConfigError
+from facealign.data.report import DataError
+from facealign.errors import UserError
 
 # module path -> registers one or more subcommands
 _COMMAND_MODULES = (
     "facealign.commands.data",
     "facealign.commands.config",
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, UserError) as exc:
+    except (ConfigError, DataError, UserError) as exc:
         print(f"facealign {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from facealign.cli import UserError
+    from facealign.errors import UserError
 
     if args.format == "coco" and not args.annotations:
         raise UserError("--format coco needs --annotations JSON")

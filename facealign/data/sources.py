@@ -15,11 +15,13 @@ from facealign.data.boxes import read_box_csvs
 from facealign.data.coco import find_coco_faces
 from facealign.data.faces import assemble_faces
 from facealign.data.folder_300w import find_300w_faces
+from facealign.data.layout import check_root
 from facealign.data.ljson import find_ljson_faces
 from facealign.data.records import FaceRecord, Reject
 from facealign.data.report import DataError, DataReport, OnError, check_policy, enforce
 
 FORMATS = ("300w", "ljson", "coco")
+SOURCE_FIELDS = ("name", "format", "root", "boxes", "annotations")  # as in config.SourceConfig
 
 
 def iter_faces(root, format: str = "300w", boxes: Sequence = (), annotations=None,
@@ -42,9 +44,7 @@ def iter_faces(root, format: str = "300w", boxes: Sequence = (), annotations=Non
         found = find_coco_faces(pathlib.Path(annotations), root, dataset)
     else:
         raise DataError(str(root), f"unknown format {format!r}; expected one of {FORMATS}")
-    if not root.is_dir():  # before reading the CSVs, whose rows are checked against root
-        raise DataError(str(root), "dataset root does not exist" if not root.exists()
-                        else "dataset root is not a folder")
+    check_root(root)  # before reading the CSVs, whose rows are checked against root
     csv_boxes, csv_rejects = read_box_csvs(boxes, root, dataset)
     yield from csv_rejects
     yield from assemble_faces(found, dataset, csv_boxes)
@@ -105,15 +105,16 @@ def load_sources(sources: Iterable, on_error: OnError = "skip", base_dir=None
     records, report = [], DataReport()
     counts: dict[int, str] = {}
     for source in sources:
-        get = source.get if isinstance(source, dict) else lambda key, default=None: getattr(source, key, default)
-        annotations = get("annotations")
+        if not isinstance(source, dict):
+            source = {key: getattr(source, key, None) for key in SOURCE_FIELDS}
+        annotations = source.get("annotations")
         source_records, source_report = read_dataset(
-            base / get("root"), format=get("format", "300w"),
-            boxes=[base / b for b in get("boxes", None) or ()],
+            base / source["root"], format=source.get("format") or "300w",
+            boxes=[base / b for b in source.get("boxes") or ()],
             annotations=base / annotations if annotations else None,
-            name=get("name"), on_error=on_error)
+            name=source.get("name"), on_error=on_error)
         if source_records:
-            counts.setdefault(source_records[0].num_landmarks, get("name") or str(get("root")))
+            counts.setdefault(source_records[0].num_landmarks, source_records[0].dataset)
         records.extend(source_records)
         report.merge(source_report)
     if len(counts) > 1:

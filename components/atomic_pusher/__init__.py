@@ -1,0 +1,1 @@
+"""Pusher whose new model versions appear atomically to TF Serving."""

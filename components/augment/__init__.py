@@ -1,0 +1,1 @@
+"""Augment: canonical-frame crops, 10x training augmentation, mean shape and pixel statistics."""

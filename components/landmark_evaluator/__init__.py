@@ -1,0 +1,1 @@
+"""Evaluator: NME / AUC / failure per subset, CED plot, blessing against a baseline."""

@@ -1,0 +1,108 @@
+"""Scores the trained model, compares it with the last blessed one, blesses.
+
+A model is blessed when its headline NME (inter-ocular for 68 points, box
+diagonal otherwise, over the evaluated split) is at most `max_nme` percent
+and, when a baseline is given (the latest blessed model, resolved through
+MLMD by the pipeline), not worse than the baseline's NME measured here on
+the same examples. The blessing artifact follows the conventions of TFX's
+own Evaluator (`blessed` custom property, BLESSED / NOT_BLESSED file), so the
+standard Pusher and LatestBlessedModelStrategy understand it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components.landmark_evaluator import evaluation
+from facealign import metrics
+
+METRICS_FILE = "metrics.json"
+CED_FILE = "ced.png"
+
+
+def headline_nme(summary: dict) -> float:
+    value = summary.get("nme_inter_ocular")
+    return summary["nme_box_diagonal"] if value is None else value
+
+
+def split_files(examples: types.Artifact, split: str) -> list[str]:
+    files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
+    if not files:
+        raise ValueError(f"split {split!r} of {examples.uri} has no files")
+    return sorted(files)
+
+
+def decide(current: float, max_nme: float, baseline: float | None) -> tuple[bool, str]:
+    if not current <= max_nme:  # also refuses NaN
+        return False, f"NME {current:.3f}% is above the threshold {max_nme:.3f}%"
+    if baseline is not None and current > baseline:
+        return False, f"NME {current:.3f}% is worse than the blessed baseline's {baseline:.3f}%"
+    against = "" if baseline is None else f", baseline {baseline:.3f}%"
+    return True, f"NME {current:.3f}% <= {max_nme:.3f}%{against}"
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        baselines = input_dict.get("baseline_model") or []
+        evaluation_artifact = artifact_utils.get_single_instance(output_dict["evaluation"])
+        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        split = exec_properties["split"]
+        threshold = float(exec_properties["failure_threshold"])
+        files = split_files(examples, split)
+
+        current = evaluation.predict(path_utils.serving_model_path(model.uri), files)
+        report = {"split": split, "model": model.uri,
+                  "metrics": evaluation.score(current, threshold)}
+        curves = {"candidate": evaluation.headline_errors(current)}
+        baseline_nme = None
+        if baselines and baselines[0].uri != model.uri:
+            base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri), files)
+            report["baseline"] = {"model": baselines[0].uri,
+                                  "metrics": evaluation.score(base, threshold)}
+            baseline_nme = headline_nme(report["baseline"]["metrics"]["all"])
+            curves["baseline"] = evaluation.headline_errors(base)
+        nme = headline_nme(report["metrics"]["all"])
+        blessed, reason = decide(nme, float(exec_properties["max_nme"]), baseline_nme)
+        report["blessed"], report["reason"] = blessed, reason
+
+        io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),
+                                   json.dumps(report, indent=2))
+        metrics.plot_ced(curves, os.path.join(evaluation_artifact.uri, CED_FILE), threshold,
+                         title=f"CED on split {split!r}")
+        self._write_blessing(blessing, model, baselines, blessed, reason)
+        logging.info("Evaluation: %s", json.dumps(report["metrics"]["all"]))
+        print(f"Evaluator: {'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
+
+    @staticmethod
+    def _write_blessing(blessing, model, baselines, blessed: bool, reason: str) -> None:
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                            model.uri)
+        blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY,
+                                         model.id)
+        if baselines:
+            blessing.set_string_custom_property(
+                constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baselines[0].uri)
+            blessing.set_int_custom_property(
+                constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baselines[0].id)
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
+                                            reason)
+        name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+        io_utils.write_string_file(os.path.join(blessing.uri, name), "")
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+            constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
