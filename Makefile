@@ -12,12 +12,12 @@ COMPAT := $(wildcard compat/glibc239/*.py compat/glibc239/shim.*)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py $(COMPAT)
+$(STAMP): requirements.txt setup.py pyproject.toml $(COMPAT)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@mkdir -p $(COMPAT_WHEELS)
 	$(BIN)/python compat/glibc239/install.py --venv $(VENV) --wheel-dir $(COMPAT_WHEELS)
 	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -r requirements.txt
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --no-deps -e .
 	@touch $@
 	@echo "facealign: environment ready in $(VENV) ($$(du -sh $(VENV) | cut -f1))"
 

@@ -12,7 +12,7 @@ setuptools.setup(
     # Exact pins live in requirements.txt (installed by `make setup`); these are
     # the direct dependencies, so a plain `pip install .` pulls a working set.
     install_requires=[
-        "tfx==1.21.0",
+        "tfx[kfp]==1.21.0",
         "tensorflow==2.21.0",
         "keras==3.15.1",
         "keras-tuner==1.4.8",

@@ -19,6 +19,7 @@ from facealign.errors import UserError
 _COMMAND_MODULES = (
     "facealign.commands.data",
     "facealign.commands.config",
+    "facealign.commands.pipeline",
 )
 
 

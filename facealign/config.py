@@ -47,7 +47,7 @@ class SourceConfig(_Section):
 
 class DataSection(_Section):
     sources: list[SourceConfig] = Field(min_length=1)
-    eval_count: Annotated[int, Field(ge=0)] = 100
+    eval_count: Annotated[int, Field(ge=1)] = 100
     seed: int = 0
     on_error: Literal["skip", "fail"] = "skip"
 

@@ -81,6 +81,9 @@ def test_loss_is_inter_pupil_normalised_with_diagonal_fallback():
     np.testing.assert_allclose(normalized_mean_error(truth, prediction), errors / pupils, rtol=1e-5)
     np.testing.assert_allclose(normalized_mean_error(truth, prediction, "corners"),
                                errors / corners, rtol=1e-5)
+    graph_nme = tf.function(normalized_mean_error, input_signature=[
+        tf.TensorSpec([None, 68, 2], tf.float32), tf.TensorSpec([None, 68, 2], tf.float32)])
+    np.testing.assert_allclose(graph_nme(truth, prediction), errors / pupils, rtol=1e-5)
     loss = NormalizedLandmarkLoss()(truth, tf.cast(prediction, tf.bfloat16))
     assert loss.dtype == tf.float32
     assert float(loss) == pytest.approx(float(np.mean(errors / pupils)), rel=1e-2)
@@ -170,7 +173,8 @@ def test_two_stage_dan_overfits_real_faces_and_reloads(tmp_path, faces):
 
     export_dir = str(tmp_path / "saved_model")
     model.export(export_dir, verbose=False)
-    served = tf.saved_model.load(export_dir).serve(tf.constant(images, tf.float32))
+    served_model = tf.saved_model.load(export_dir)
+    served = served_model.serve(tf.constant(images, tf.float32))
     for key, value in served.items():
         np.testing.assert_allclose(value.numpy(), predictions[key], atol=1e-4)
     np.testing.assert_array_equal(stage_model(reloaded, 1).predict(images, verbose=0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable
 
 import keras
@@ -55,13 +56,17 @@ def train_stage(model: keras.Model, stage: int, train_data, eval_data,
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=os.path.join(log_dir, stage_output_name(stage))))
-    history = submodel.fit(train_data, validation_data=eval_data,
-                           epochs=trainer_cfg.max_epochs_per_stage,
-                           steps_per_epoch=trainer_cfg.steps_per_epoch,
-                           callbacks=callbacks, verbose=verbose)
-    scores = submodel.evaluate(eval_data if eval_data is not None else train_data,
-                               steps=None if eval_data is not None else trainer_cfg.steps_per_epoch,
-                               return_dict=True, verbose=0)
+    with warnings.catch_warnings():
+        # TFRecord datasets have unknown length: Keras learns it from the end of the first pass.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = submodel.fit(train_data, validation_data=eval_data,
+                               epochs=trainer_cfg.max_epochs_per_stage,
+                               steps_per_epoch=trainer_cfg.steps_per_epoch, shuffle=False,
+                               callbacks=callbacks, verbose=verbose)
+        scores = submodel.evaluate(
+            eval_data if eval_data is not None else train_data,
+            steps=None if eval_data is not None else trainer_cfg.steps_per_epoch,
+            return_dict=True, verbose=0)
     return float(scores["nme"]), history.history
 
 

@@ -25,8 +25,13 @@ _SIXTY_EIGHT = 68
 
 
 def _as_points(shapes):
+    """[B, N, 2] float32 from [B, N, 2] or flat [B, 2N], keeping N static (it picks the norm)."""
     shapes = ops.cast(shapes, "float32")
-    return ops.reshape(shapes, (ops.shape(shapes)[0], -1, 2))
+    if len(shapes.shape) == 2 and shapes.shape[-1] is not None:
+        shapes = ops.reshape(shapes, (-1, shapes.shape[-1] // 2, 2))
+    if len(shapes.shape) != 3 or shapes.shape[1] is None or shapes.shape[2] != 2:
+        raise ValueError(f"shapes must be [B, N, 2] with a static N, got {shapes.shape}")
+    return shapes
 
 
 def normalizing_distance(y_true, normalization: str = PUPILS):

@@ -12,7 +12,14 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils
 
+from facealign import examples as names
+
 ANOMALIES_FILE = "SchemaDiff.pb"
+# Free-text identifiers: SchemaGen infers a closed string domain for them from
+# the training split, so every new id or folder elsewhere would be "unexpected".
+IDENTIFIER_FEATURES = frozenset({names.RAW_FACE_ID, names.RAW_IMAGE_PATH, names.RAW_SUBSET,
+                                 names.RAW_DATASET})
+_UNEXPECTED_STRING = anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES
 
 
 class DataAnomalies(RuntimeError):
@@ -30,7 +37,11 @@ def anomaly_lines(anomalies_artifact) -> list[str]:
         with tf.io.gfile.GFile(path, "rb") as handle:
             anomalies.ParseFromString(handle.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
-            detail = "; ".join(r.description or r.short_description for r in info.reason)
+            reasons = [r for r in info.reason
+                       if not (feature in IDENTIFIER_FEATURES and r.type == _UNEXPECTED_STRING)]
+            if not reasons:
+                continue
+            detail = "; ".join(r.description or r.short_description for r in reasons)
             lines.append(f"split {split}, feature {feature!r}: {info.short_description}: {detail}")
         if anomalies.HasField("dataset_anomaly_info"):
             lines.append(f"split {split}: {anomalies.dataset_anomaly_info.description}")

@@ -119,6 +119,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             scale_sigma=float(exec_properties["scale_sigma"]),
             seed=int(exec_properties["seed"]))
         face_fraction = float(exec_properties["face_fraction"])
+        out.split_names = artifact_utils.encode_split_names(splits)
 
         with self._make_beam_pipeline() as pipeline:
             faces = {split: (pipeline
@@ -152,7 +153,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      s0_side, beam.pvalue.AsSingleton(train_count),
                      beam.pvalue.AsSingleton(sample_count)))
 
-        out.split_names = artifact_utils.encode_split_names(splits)
         examples_utils.set_payload_format(out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(out, "tfrecords_gzip")
         frame = frame_io.read_frame(frame_artifact.uri)

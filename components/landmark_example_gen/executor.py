@@ -85,6 +85,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                        if any(face["split"] == s for face in faces)]
 
         examples = artifact_utils.get_single_instance(output_dict["examples"])
+        examples.split_names = artifact_utils.encode_split_names(split_names)
         with self._make_beam_pipeline() as pipeline:
             encoded = (pipeline
                        | "Faces" >> beam.Create(faces, reshuffle=True)
@@ -98,7 +99,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                       FILE_PREFIX),
                          file_name_suffix=".gz"))
 
-        examples.split_names = artifact_utils.encode_split_names(split_names)
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         counts = {s: sum(face["split"] == s for face in faces) for s in split_names}

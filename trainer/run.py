@@ -1,0 +1,40 @@
+"""Training entry points: `run_fn` for the TFX Trainer and `train_from_config`
+for `facealign train`; both end in the same exported SavedModel."""
+from __future__ import annotations
+
+import json
+import time
+
+from components.augment import frame_io
+from facealign import config as config_lib
+from trainer import dan_training, export
+
+
+def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dict,
+                     serving_model_dir: str, log_dir: str | None = None) -> dict:
+    """Trains the configured model and writes the SavedModel; returns a summary."""
+    started = time.monotonic()
+    result = dan_training.train_dan(
+        train_files, eval_files, frame["mean_shape"], frame["pixel_mean"], frame["pixel_std"],
+        cfg.model.dan, cfg.trainer, log_dir=log_dir, seed=cfg.augment.seed)
+    seconds = time.monotonic() - started
+    summary = {"model": cfg.model.name, "stages": cfg.model.dan.stages,
+               "validation_nme_inter_pupil_per_stage": [round(x, 6) for x in result.stage_nme],
+               "validation_nme_mean_shape": round(result.initial_nme, 6),
+               "training_seconds": round(seconds, 1),
+               "training_data": [s.name for s in cfg.data.sources if s.split == "train"],
+               "config": cfg.model_dump(mode="json")}
+    export.export_saved_model(result.model, frame["mean_shape"], serving_model_dir,
+                              metadata=summary, image_size=frame["image_size"])
+    print(f"Trainer: exported {serving_model_dir} after {seconds:.0f} s; validation NME per "
+          f"stage {summary['validation_nme_inter_pupil_per_stage']}", flush=True)
+    return summary
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor)."""
+    cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Trainer custom_config")
+    frame = frame_io.read_frame(fn_args.transform_graph_path)
+    summary = train_and_export(cfg, fn_args.train_files, fn_args.eval_files, frame,
+                               fn_args.serving_model_dir, log_dir=fn_args.model_run_dir)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}), flush=True)
