@@ -1,27 +1,31 @@
 """How fast the DAN trains and infers on this machine, next to one bare Table-1 stage.
 
 Prints one JSON object. Training rates are images/s of one optimizer step
-(Adam, eq.-4 loss) of: the bare Table-1 network alone, DAN stage 1, and DAN
-stage 2 with stage 1 frozen (its forward pass + the connection layers + stage
-2's forward and backward), in float32 and mixed_bfloat16. Inference is the
-compiled forward pass of the whole 2-stage DAN and of the bare stage, at
-batch 64 (images/s) and batch 1 (ms per face). Every timing follows a warm-up
-(tracing) call and is the fastest of its repeats: CPU time on a shared host
-is noisy, and the best repeat is what the code itself costs. The two ratios compare the DAN to the bare stage:
+(Adam on the eq.-4 loss, BatchNorm in training mode, as in model.fit) of:
+the bare Table-1 network alone, DAN stage 1, and DAN stage 2 with stage 1
+frozen (stage 1's forward pass + the connection layers + stage 2's forward
+and backward), in float32 and mixed_bfloat16. Inference is the compiled
+forward pass of the whole 2-stage DAN and of the bare stage, at batch 64
+(images/s) and batch 1 (ms per face). The ratios compare the DAN to the bare
+stage:
   inference_ratio = 2-stage DAN batch-64 inference / bare-stage inference (target >= 0.45)
   training_ratio  = stage-2 training / bare-stage training (target >= 0.40)
-The connection-layer timings at batch 64 show where the rest of the time goes.
+connection_layers_ms_batch64 shows what the connection layers cost.
 
-  python benchmarks/model_speed.py            # ~5 minutes on 2 cores
-  python benchmarks/model_speed.py --quick    # smaller training batch, fewer repeats
+CPU time on a shared host is noisy, so every function is compiled and
+warmed up first, then timed in interleaved rounds (bare, DAN, bare, DAN ...)
+and each figure is its fastest round: what the code itself costs, and
+ratios taken under the same conditions. cpu_share (process CPU time /
+(wall time x cores)) says how much of the machine the run actually got.
+
+  python benchmarks/model_speed.py            # about 4 minutes on 2 cores
+  python benchmarks/model_speed.py --quick    # training batch 16, fewer rounds (~1.5 min)
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import sys
 import time
 
@@ -40,6 +44,7 @@ from trainer.losses import NormalizedLandmarkLoss  # noqa: E402
 
 SIZE = 112
 NUM_LANDMARKS = 68
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def face_like_mean_shape(rng) -> np.ndarray:
@@ -49,44 +54,7 @@ def face_like_mean_shape(rng) -> np.ndarray:
 def random_batch(rng, batch, mean_shape):
     images = rng.integers(0, 256, (batch, SIZE, SIZE, 1)).astype(np.float32)
     shapes = mean_shape + rng.normal(0, 3, (batch, NUM_LANDMARKS, 2)).astype(np.float32)
-    return images, shapes
-
-
-class _StepTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.ends = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.ends.append(time.perf_counter())
-
-
-def training_rate(model, images, shapes, warmup: int, steps: int) -> float:
-    """Images/s of the fastest model.fit step on an in-memory batch, after `warmup` steps."""
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=NormalizedLandmarkLoss())
-    data = tf.data.Dataset.from_tensors((images, shapes)).repeat()
-    timer = _StepTimer()
-    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer],
-              shuffle=False, verbose=0)
-    gc.collect()  # drop fit's iterators before the next measurement
-    step_seconds = np.diff(timer.ends[warmup - 1:])
-    return len(images) / float(step_seconds.min())
-
-
-def inference_rate(model, images, repeats: int) -> float:
-    """Seconds of the fastest call of the compiled forward pass (after one warm-up call)."""
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return fastest_call(forward, tf.constant(images), repeats)
-
-
-def fastest_call(function, inputs, repeats: int) -> float:
-    tf.nest.map_structure(lambda t: t.numpy(), function(inputs))
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), function(inputs))
-        seconds.append(time.perf_counter() - start)
-    return min(seconds)
+    return tf.constant(images), tf.constant(shapes)
 
 
 def bare_stage(precision: str) -> keras.Model:
@@ -98,87 +66,131 @@ def bare_stage(precision: str) -> keras.Model:
     return keras.Model(images, shapes, name="bare_stage")
 
 
-def dan(precision: str, mean_shape) -> keras.Model:
+def two_stage_dan(precision: str, mean_shape) -> keras.Model:
     return build_dan_model(mean_shape, np.full((SIZE, SIZE), 128.0, np.float32),
                            np.full((SIZE, SIZE), 64.0, np.float32),
                            DanConfig(stages=2), precision=precision)
 
 
-def connection_layer_ms(rng, mean_shape, batch: int, repeats: int) -> dict:
-    shapes = tf.constant(random_batch(rng, batch, mean_shape)[1])
+def train_step_fn(model: keras.Model):
+    """A compiled optimizer step over model.trainable_variables (what fit runs per batch)."""
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    loss_fn = NormalizedLandmarkLoss()
+
+    @tf.function
+    def step(images, shapes):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(shapes, model(images, training=True))
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
+def forward_fn(model: keras.Model):
+    return tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+
+def time_call(function, *args) -> float:
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+    return time.perf_counter() - start
+
+
+def fastest_in_rounds(calls: dict, rounds: int, repeats: int = 1) -> dict:
+    """{name: (fn, args)} -> {name: fastest seconds}: warm-up, then interleaved rounds."""
+    for function, args in calls.values():
+        time_call(function, *args)
+    best = {name: float("inf") for name in calls}
+    for _ in range(rounds):
+        for name, (function, args) in calls.items():
+            for _ in range(repeats):
+                best[name] = min(best[name], time_call(function, *args))
+    return best
+
+
+def connection_layer_ms(rng, mean_shape, batch: int, rounds: int) -> dict:
+    _, shapes = random_batch(rng, batch, mean_shape)
     images = tf.constant(rng.normal(size=(batch, SIZE, SIZE, 1)).astype(np.float32))
     fc1 = tf.constant(rng.normal(size=(batch, 256)).astype(np.float32))
     estimate = dan_layers.TransformEstimation(mean_shape)
     transform, _ = estimate(shapes)
-    layers = {
-        "transform_estimation": (estimate, shapes),
-        "image_transform": (dan_layers.ImageTransform(), [images, transform]),
-        "landmark_transform": (dan_layers.LandmarkTransform(), [shapes, transform]),
-        "landmark_heatmap": (dan_layers.LandmarkHeatmap(SIZE, 16.0), shapes),
-        "feature_image": (dan_layers.FeatureImage(SIZE), fc1),
+    calls = {
+        "transform_estimation": (tf.function(estimate), (shapes,)),
+        "image_transform": (tf.function(dan_layers.ImageTransform()), ([images, transform],)),
+        "landmark_transform": (tf.function(dan_layers.LandmarkTransform()), ([shapes, transform],)),
+        "landmark_heatmap": (tf.function(dan_layers.LandmarkHeatmap(SIZE, 16.0)), (shapes,)),
+        "feature_image": (tf.function(dan_layers.FeatureImage(SIZE)), (fc1,)),
     }
-    timings = {}
-    for name, (layer, inputs) in layers.items():
-        timings[name] = round(1000 * fastest_call(tf.function(layer), inputs, repeats), 2)
-    return timings
+    return {name: round(1000 * s, 2) for name, s in fastest_in_rounds(calls, rounds).items()}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="training batch 16, 2 timed steps, fewer inference repeats")
+                        help="training batch 16 and fewer rounds")
     parser.add_argument("--train-batch", type=int, default=None,
                         help="training batch size (default 64, 16 with --quick)")
-    parser.add_argument("--train-steps", type=int, default=None,
-                        help="timed training steps per measurement (default 3, 2 with --quick)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds per measurement (default 3, 2 with --quick)")
     args = parser.parse_args(argv)
     train_batch = args.train_batch or (16 if args.quick else 64)
-    train_steps = args.train_steps or (2 if args.quick else 3)
-    repeats_64, repeats_1 = (2, 10) if args.quick else (4, 30)
+    rounds = args.rounds or (2 if args.quick else 3)
 
     rng = np.random.default_rng(0)
     mean_shape = face_like_mean_shape(rng)
     train_images, train_shapes = random_batch(rng, train_batch, mean_shape)
     images_64, _ = random_batch(rng, 64, mean_shape)
     images_1 = images_64[:1]
-    started = time.perf_counter()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
 
-    result = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or "?",
-                          "tensorflow": tf.__version__, "keras": keras.__version__},
-              "train_batch": train_batch, "training_images_per_s": {},
-              "inference": {}}
-    for precision in ("float32", "mixed_bfloat16"):
-        bare = bare_stage(precision)
-        model = dan(precision, mean_shape)
-        inference = {}
-        for name, net in (("dan_2_stage", model), ("bare_stage", bare)):
-            seconds_64 = inference_rate(net, images_64, repeats_64)
-            seconds_1 = inference_rate(net, images_1, repeats_1)
-            inference[name] = {"batch64_images_per_s": round(64 / seconds_64, 2),
-                               "batch1_ms_per_face": round(1000 * seconds_1, 2)}
-        result["inference"][precision] = inference
-        rates = {"bare_stage": training_rate(bare, train_images, train_shapes, 1, train_steps)}
-        rates["stage_1"] = training_rate(stage_model(model, 1), train_images, train_shapes,
-                                         1, train_steps)
-        set_stage_trainable(model, 1, False)
-        rates["stage_2"] = training_rate(stage_model(model, 2), train_images, train_shapes,
-                                         1, train_steps)
-        set_stage_trainable(model, 1, True)
-        result["training_images_per_s"][precision] = {k: round(v, 2) for k, v in rates.items()}
+    inference_calls, training_calls = {}, {}
+    for precision in PRECISIONS:
+        bare, dan = bare_stage(precision), two_stage_dan(precision, mean_shape)
+        for name, model in (("dan_2_stage", dan), ("bare_stage", bare)):
+            forward = forward_fn(model)
+            inference_calls[(precision, name, 64)] = (forward, (images_64,))
+            inference_calls[(precision, name, 1)] = (forward, (images_1,))
+        training_calls[(precision, "bare_stage")] = (train_step_fn(bare),
+                                                     (train_images, train_shapes))
+        training_calls[(precision, "stage_1")] = (train_step_fn(stage_model(dan, 1)),
+                                                  (train_images, train_shapes))
+        # steps are traced lazily: stage 2 gets its own DAN, so stage 1 above stays trainable
+        frozen_first_stage = two_stage_dan(precision, mean_shape)
+        set_stage_trainable(frozen_first_stage, 1, False)
+        training_calls[(precision, "stage_2")] = (
+            train_step_fn(stage_model(frozen_first_stage, 2)), (train_images, train_shapes))
 
-        train, infer = result["training_images_per_s"][precision], inference
-        result.setdefault("ratios", {})[precision] = {
+    inference = fastest_in_rounds(inference_calls, rounds + 1, repeats=1)
+    training = fastest_in_rounds(training_calls, rounds)
+
+    result = {"machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                          "keras": keras.__version__},
+              "train_batch": train_batch, "rounds": rounds,
+              "training_images_per_s": {}, "inference": {}, "ratios": {}}
+    for precision in PRECISIONS:
+        result["training_images_per_s"][precision] = {
+            name: round(train_batch / training[(precision, name)], 2)
+            for name in ("bare_stage", "stage_1", "stage_2")}
+        result["inference"][precision] = {
+            name: {"batch64_images_per_s": round(64 / inference[(precision, name, 64)], 2),
+                   "batch1_ms_per_face": round(1000 * inference[(precision, name, 1)], 2)}
+            for name in ("dan_2_stage", "bare_stage")}
+        train, infer = result["training_images_per_s"][precision], result["inference"][precision]
+        result["ratios"][precision] = {
             "inference_ratio": round(infer["dan_2_stage"]["batch64_images_per_s"]
                                      / infer["bare_stage"]["batch64_images_per_s"], 3),
             "inference_ratio_batch1": round(infer["bare_stage"]["batch1_ms_per_face"]
                                             / infer["dan_2_stage"]["batch1_ms_per_face"], 3),
             "training_ratio": round(train["stage_2"] / train["bare_stage"], 3),
         }
-        keras.backend.clear_session()
-    result["connection_layers_ms_batch64"] = connection_layer_ms(
-        rng, mean_shape, 64, 5 if args.quick else 20)
+    result["connection_layers_ms_batch64"] = connection_layer_ms(rng, mean_shape, 64, rounds + 2)
     result["targets"] = {"inference_ratio": 0.45, "training_ratio": 0.40}
-    result["seconds"] = round(time.perf_counter() - started, 1)
+    wall = time.perf_counter() - wall_start
+    result["seconds"] = round(wall, 1)
+    result["cpu_share"] = round((time.process_time() - cpu_start) / (wall * os.cpu_count()), 2)
     print(json.dumps(result, indent=2))
     return result
 

@@ -20,6 +20,8 @@ _COMMAND_MODULES = (
     "facealign.commands.data",
     "facealign.commands.config",
     "facealign.commands.pipeline",
+    "facealign.commands.evaluate",
+    "facealign.commands.train",
 )
 
 

@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 
 from components.atomic_pusher.component import AtomicPusher
 from components.augment.component import Augment
+from components.baseline_resolver.strategy import LatestBlessedOtherModelStrategy
 from components.landmark_evaluator.component import LandmarkEvaluator
 from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.config import Config
@@ -62,9 +63,10 @@ def create_components(cfg: Config) -> list:
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"facealign": cfg.model_dump(mode="json")})
     baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=LatestBlessedOtherModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        candidate=trainer.outputs["model"],
     ).with_id("latest_blessed_model_resolver")
     evaluator = LandmarkEvaluator(
         examples=augment.outputs["canonical_examples"], model=trainer.outputs["model"],

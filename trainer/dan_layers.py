@@ -110,6 +110,14 @@ class LandmarkTransform(keras.layers.Layer):
         return input_shape[0]
 
 
+def _spatial_size(images):
+    """[H, W], static when known so the warped image keeps a static shape."""
+    static = images.shape[1:3]
+    if static.is_fully_defined():
+        return tf.constant(static.as_list(), tf.int32)
+    return tf.shape(images)[1:3]
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ImageTransform(keras.layers.Layer):
     """Warps images with T (bilinear, fill 0): inputs [images [B,H,W,C], T [B,2,3]].
@@ -136,7 +144,7 @@ class ImageTransform(keras.layers.Layer):
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=images,
             transforms=params,
-            output_shape=tf.shape(images)[1:3],
+            output_shape=_spatial_size(images),
             fill_value=tf.constant(0.0, tf.float32),
             interpolation="BILINEAR",
             fill_mode="CONSTANT",

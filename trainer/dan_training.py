@@ -102,6 +102,7 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
     initial_nme = _mean_shape_nme(eval_data, mean_shape) if eval_data is not None \
         else float("nan")
     print(f"mean shape S0: validation NME {initial_nme:.4f}")
+    normaliser = "inter-pupil distance" if mean_shape.shape[0] == 68 else "box diagonal"
     stage_nme, histories = [], []
     for stage in range(1, num_stages(model) + 1):
         nme, history = train_stage(model, stage, train_data, eval_data, trainer_cfg,
@@ -109,7 +110,7 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         stage_nme.append(nme)
         histories.append(history)
         print(f"stage {stage}: validation NME {nme:.4f} ({100 * nme:.2f}% of the "
-              f"inter-pupil distance) after {len(history['loss'])} epochs")
+              f"{normaliser}) after {len(history['loss'])} epochs")
     for stage in range(1, num_stages(model) + 1):
         set_stage_trainable(model, stage, True)
     return DanTrainingResult(model=model, stage_nme=stage_nme, initial_nme=initial_nme,

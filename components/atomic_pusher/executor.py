@@ -49,7 +49,8 @@ def next_version(base_directory: str) -> str:
     """A Unix-time version, bumped past any version already there."""
     version = int(time.time())
     if fileio.exists(base_directory):
-        existing = [int(n) for n in fileio.listdir(base_directory) if n.strip("/").isdigit()]
+        names = [n.strip("/") for n in fileio.listdir(base_directory)]  # "123/" on GCS/S3
+        existing = [int(n) for n in names if n.isdigit()]
         version = max([version, *(v + 1 for v in existing)])
     return str(version)
 

@@ -1,0 +1,1 @@
+"""Resolves the blessed baseline a new model is compared with."""

@@ -1,0 +1,262 @@
+"""LandmarkEvaluator with exported models whose predictions are known exactly.
+
+The models return the canonical mean shape S0 plus a fixed offset whatever
+the image, so the evaluator's scores can be recomputed in numpy from the
+examples' to_original transforms and compared exactly.
+"""
+import json
+import pathlib
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.evaluator import constants
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.landmark_evaluator import evaluation, executor
+from components.landmark_evaluator.component import LandmarkEvaluator
+from facealign import canonical, canonical_example, geometry, metrics
+from facealign.data import read_dataset
+from trainer.export import export_saved_model
+
+SIZE = 112
+FACES_PER_SUBSET = 4
+THRESHOLD = 0.08
+SHIFT = (6.0, -4.0)  # canonical pixels: a clearly worse model
+
+
+class ShiftedMeanShape(keras.layers.Layer):
+    """S0 + offset for every image of the batch: [B, N, 2]."""
+
+    def __init__(self, mean_shape, offset=(0.0, 0.0), **kwargs):
+        super().__init__(**kwargs)
+        self.shape_value = (np.asarray(mean_shape, np.float32).reshape(-1, 2)
+                            + np.asarray(offset, np.float32))
+
+    def call(self, images):
+        batch = tf.shape(images)[0]
+        return tf.tile(tf.constant(self.shape_value)[None], [batch, 1, 1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self.shape_value.shape
+
+
+def tiny_model(mean_shape, offset=(0.0, 0.0)) -> keras.Model:
+    """Two stages, the dict interface of the DAN: stage_1 = S0, stage_2 = S0 + offset."""
+    image = keras.Input((SIZE, SIZE, 1), dtype="uint8", name="image")
+    stage_1 = ShiftedMeanShape(mean_shape, name="s1")(image)
+    stage_2 = ShiftedMeanShape(mean_shape, offset, name="s2")(image)
+    return keras.Model(image, {"stage_1": stage_1, "stage_2": stage_2})
+
+
+def model_artifact(uri: pathlib.Path, model_id: int) -> standard_artifacts.Model:
+    artifact = standard_artifacts.Model()
+    artifact.uri = str(uri)
+    artifact.id = model_id
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def setup(demo_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluator")
+    root = demo_data / "300w"
+    records, _ = read_dataset(root, boxes=[root / "boxes.csv"], name="demo")
+    chosen = ([r for r in records if r.subset == "afw"][:FACES_PER_SUBSET]
+              + [r for r in records if r.subset == "helen/trainset"][:FACES_PER_SUBSET])
+    mean = geometry.procrustes_mean([r.landmarks for r in records])
+    frame = canonical.CanonicalFrame.from_mean_shape(mean, SIZE)
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp / "examples")
+    examples.split_names = artifact_utils.encode_split_names(["eval"])
+    split_dir = pathlib.Path(artifact_utils.get_split_uri([examples], "eval"))
+    split_dir.mkdir(parents=True)
+    samples = []
+    with tf.io.TFRecordWriter(str(split_dir / "data_tfrecord-00000-of-00001.gz"),
+                              options="GZIP") as writer:
+        for record in chosen:
+            image = cv2.imread(str(record.image_path), cv2.IMREAD_GRAYSCALE)
+            sample = canonical.eval_sample(image, record.landmarks, record.box, frame)
+            writer.write(canonical_example.encode_canonical_example(
+                sample, record.face_id, record.dataset, record.subset).SerializeToString())
+            samples.append((sample, record.subset))
+
+    models = {}
+    for i, (name, offset) in enumerate([("zero", (0, 0)), ("zero_copy", (0, 0)),
+                                        ("shifted", SHIFT)], start=1):
+        artifact = model_artifact(tmp / name, i)
+        export_saved_model(tiny_model(frame.mean_shape, offset), frame.mean_shape,
+                           str(tmp / name / "Format-Serving"))
+        models[name] = artifact
+    return {"tmp": tmp, "examples": examples, "samples": samples, "frame": frame,
+            "models": models}
+
+
+def expected_summary(samples, mean_shape, offset, subset=None) -> dict:
+    """metrics.summary of S0 + offset mapped back with each example's to_original, in numpy."""
+    chosen = [s for s, sub in samples if subset is None or sub == subset]
+    shape = np.asarray(mean_shape, np.float64) + np.asarray(offset, np.float64)
+    predicted = np.stack([geometry.apply_transform(s.to_original.astype(np.float32), shape)
+                          for s in chosen])
+    truth = np.stack([s.original_landmarks for s in chosen])
+    return metrics.summary(predicted, truth, THRESHOLD)
+
+
+def evaluate(setup, name: str, tag: str, baseline: str | None = None, max_nme: float = 100.0):
+    tmp = setup["tmp"] / f"run_{tag}"
+    evaluation_artifact = standard_artifacts.ModelEvaluation()
+    evaluation_artifact.uri = str(tmp / "evaluation")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp / "blessing")
+    inputs = {"examples": [setup["examples"]], "model": [setup["models"][name]]}
+    if baseline is not None:
+        inputs["baseline_model"] = [setup["models"][baseline]]
+    executor.Executor().Do(inputs, {"evaluation": [evaluation_artifact], "blessing": [blessing]},
+                           {"split": "eval", "max_nme": max_nme,
+                            "failure_threshold": THRESHOLD})
+    report = json.loads((tmp / "evaluation" / executor.METRICS_FILE).read_text())
+    return report, blessing
+
+
+def blessing_state(blessing) -> tuple[int, set[str]]:
+    files = {p.name for p in pathlib.Path(blessing.uri).iterdir()}
+    return blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY), files
+
+
+def assert_summaries_equal(actual: dict, expected: dict):
+    assert set(actual) == set(expected)
+    for key, value in expected.items():
+        if value is None:
+            assert actual[key] is None
+        else:
+            assert actual[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+# --- scores ----------------------------------------------------------------------------
+
+def test_offset_zero_model_scores_the_mean_shape_error(setup):
+    report, blessing = evaluate(setup, "zero", "zero")
+    samples, s0 = setup["samples"], setup["frame"].mean_shape
+    scores = report["metrics"]
+    assert set(scores) == {"all", "afw", "helen/trainset"}
+    assert_summaries_equal(scores["all"], expected_summary(samples, s0, (0, 0)))
+    for subset in ("afw", "helen/trainset"):
+        assert scores[subset]["count"] == FACES_PER_SUBSET
+        assert_summaries_equal(scores[subset], expected_summary(samples, s0, (0, 0), subset))
+    assert 0 < scores["all"]["nme_inter_ocular"] < 100
+    assert report["split"] == "eval" and "baseline" not in report
+    png = (pathlib.Path(setup["tmp"]) / "run_zero" / "evaluation" / executor.CED_FILE).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    assert blessing_state(blessing) == (1, {constants.BLESSED_FILE_NAME})
+    assert report["blessed"] is True
+
+
+def test_predictions_match_the_to_original_mapping(setup):
+    files = executor.split_files(setup["examples"], "eval")
+    predictions = evaluation.predict(str(setup["models"]["shifted"].uri) + "/Format-Serving",
+                                     files, batch_size=3)  # several batches
+    s0 = setup["frame"].mean_shape.astype(np.float64) + SHIFT
+    expected = np.stack([geometry.apply_transform(s.to_original, s0)
+                         for s, _ in setup["samples"]])
+    np.testing.assert_allclose(predictions.predicted, expected, atol=1e-3)
+    assert predictions.subsets == [sub for _, sub in setup["samples"]]
+
+
+# --- blessing ------------------------------------------------------------------------------
+
+def test_blessed_without_baseline_under_the_threshold(setup):
+    report, blessing = evaluate(setup, "shifted", "shifted_alone")
+    assert report["blessed"] is True
+    assert blessing_state(blessing) == (1, {constants.BLESSED_FILE_NAME})
+    assert blessing.get_string_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY) == setup["models"]["shifted"].uri
+    assert blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == 3
+
+
+def test_not_blessed_when_worse_than_the_baseline(setup):
+    report, blessing = evaluate(setup, "shifted", "worse", baseline="zero")
+    candidate = report["metrics"]["all"]["nme_inter_ocular"]
+    baseline = report["baseline"]["metrics"]["all"]["nme_inter_ocular"]
+    assert candidate > baseline  # the shift really is worse on these faces
+    samples, s0 = setup["samples"], setup["frame"].mean_shape
+    assert_summaries_equal(report["baseline"]["metrics"]["all"],
+                           expected_summary(samples, s0, (0, 0)))
+    assert_summaries_equal(report["metrics"]["all"], expected_summary(samples, s0, SHIFT))
+    assert report["blessed"] is False and "baseline" in report["reason"]
+    assert blessing_state(blessing) == (0, {constants.NOT_BLESSED_FILE_NAME})
+    message = blessing.get_string_custom_property(
+        constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY)
+    assert "baseline" in message and f"{baseline:.3f}" in message
+    assert blessing.get_string_custom_property(
+        constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY) == setup["models"]["zero"].uri
+
+
+def test_blessed_when_better_than_the_baseline(setup):
+    report, blessing = evaluate(setup, "zero", "better", baseline="shifted")
+    assert report["blessed"] is True
+    assert blessing_state(blessing) == (1, {constants.BLESSED_FILE_NAME})
+
+
+def test_blessed_when_equal_to_the_baseline(setup):
+    report, blessing = evaluate(setup, "zero", "equal", baseline="zero_copy")
+    assert (report["metrics"]["all"]["nme_inter_ocular"]
+            == report["baseline"]["metrics"]["all"]["nme_inter_ocular"])
+    assert report["blessed"] is True
+    assert blessing_state(blessing) == (1, {constants.BLESSED_FILE_NAME})
+
+
+def test_baseline_that_is_the_model_itself_is_not_compared(setup):
+    report, blessing = evaluate(setup, "zero", "self", baseline="zero")
+    assert "baseline" not in report
+    assert report["blessed"] is True
+
+
+def test_not_blessed_above_the_threshold(setup):
+    report, blessing = evaluate(setup, "zero", "strict", max_nme=0.5)
+    assert report["metrics"]["all"]["nme_inter_ocular"] > 0.5
+    assert report["blessed"] is False and "above the threshold" in report["reason"]
+    assert blessing_state(blessing) == (0, {constants.NOT_BLESSED_FILE_NAME})
+
+
+def test_missing_split_is_a_clear_error(setup, tmp_path):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "none")
+    examples.split_names = artifact_utils.encode_split_names(["test"])
+    with pytest.raises(ValueError, match="split 'test'.*has no files"):
+        executor.split_files(examples, "test")
+
+
+# --- decide ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("current, max_nme, baseline, blessed, words", [
+    (5.0, 10.0, None, True, "<= 10.000%"),
+    (10.0, 10.0, None, True, "<= 10.000%"),
+    (10.001, 10.0, None, False, "above the threshold"),
+    (float("nan"), 10.0, None, False, "above the threshold"),
+    (5.0, 10.0, 4.0, False, "worse than the blessed baseline's 4.000%"),
+    (5.0, 10.0, 5.0, True, "baseline 5.000%"),
+    (5.0, 10.0, 6.0, True, "baseline 6.000%"),
+    (12.0, 10.0, 20.0, False, "above the threshold"),
+])
+def test_decide(current, max_nme, baseline, blessed, words):
+    ok, reason = executor.decide(current, max_nme, baseline)
+    assert ok is blessed
+    assert words in reason
+
+
+def test_headline_nme_falls_back_to_box_diagonal():
+    assert executor.headline_nme({"nme_inter_ocular": 3.0, "nme_box_diagonal": 1.0}) == 3.0
+    assert executor.headline_nme({"nme_inter_ocular": None, "nme_box_diagonal": 1.0}) == 1.0
+
+
+def test_component_spec_builds():
+    from tfx import types
+    component = LandmarkEvaluator(examples=types.Channel(type=standard_artifacts.Examples),
+                                  model=types.Channel(type=standard_artifacts.Model),
+                                  split="test", max_nme=7.5)
+    assert set(component.outputs) == {"evaluation", "blessing"}
+    assert component.outputs["blessing"].type == standard_artifacts.ModelBlessing
+    assert component.exec_properties["split"] == "test"
+    assert component.exec_properties["max_nme"] == 7.5

@@ -1,0 +1,199 @@
+"""AtomicPusher: a version folder appears all at once, and only for a blessed model."""
+import json
+import os
+import pathlib
+import shutil
+import time
+
+import pytest
+from tfx.components.evaluator import constants
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.atomic_pusher import executor
+from components.atomic_pusher.component import AtomicPusher
+
+
+def fake_saved_model(folder: pathlib.Path) -> pathlib.Path:
+    """A SavedModel-shaped folder (the pusher only copies files)."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "assets.extra").mkdir()
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01graph" * 100)
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    (folder / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(4096))
+    (folder / "assets.extra" / "facealign_metadata.json").write_text('{"num_landmarks": 68}')
+    return folder
+
+
+def tree(folder: pathlib.Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- publish_atomically ----------------------------------------------------------------
+
+def test_publish_copies_to_the_version_folder_without_leftovers(tmp_path):
+    model = fake_saved_model(tmp_path / "model")
+    base = tmp_path / "serving" / "facealign"
+    target = executor.publish_atomically(str(model), str(base), "1700000000")
+    assert target == str(base / "1700000000")
+    assert tree(base / "1700000000") == tree(model)
+    assert os.listdir(base) == ["1700000000"]  # no staging folder left behind
+
+
+def test_no_version_folder_is_visible_during_the_copy(tmp_path, monkeypatch):
+    model = fake_saved_model(tmp_path / "model")
+    base = tmp_path / "serving"
+    base.mkdir()
+    (base / "1").mkdir()  # an older version already served
+    seen = {}
+    real_copytree = shutil.copytree
+
+    def copytree_and_look(src, dst, *args, **kwargs):
+        seen["before"] = sorted(os.listdir(base))
+        result = real_copytree(src, dst, *args, **kwargs)
+        seen["during"] = sorted(os.listdir(base))
+        seen["dst"] = dst
+        return result
+
+    monkeypatch.setattr(executor.shutil, "copytree", copytree_and_look)
+    executor.publish_atomically(str(model), str(base), "2")
+    assert [name for name in seen["before"] if name.isdigit()] == ["1"]
+    numeric = [name for name in seen["during"] if name.isdigit()]
+    assert numeric == ["1"]  # the copy is complete, yet version 2 is not there
+    staging = pathlib.Path(seen["dst"])
+    assert staging.parent == base and staging.name.startswith(executor.STAGING_PREFIX)
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert tree(base / "2") == tree(model)
+
+
+def test_failed_copy_leaves_nothing(tmp_path, monkeypatch):
+    model = fake_saved_model(tmp_path / "model")
+    base = tmp_path / "serving"
+    real_copytree = shutil.copytree
+
+    def copytree_then_fail(src, dst, *args, **kwargs):
+        real_copytree(src, dst, *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(executor.shutil, "copytree", copytree_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        executor.publish_atomically(str(model), str(base), "3")
+    assert os.listdir(base) == []
+
+
+def test_existing_version_is_refused(tmp_path):
+    model = fake_saved_model(tmp_path / "model")
+    base = tmp_path / "serving"
+    (base / "5").mkdir(parents=True)
+    (base / "5" / "saved_model.pb").write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="5 already exists"):
+        executor.publish_atomically(str(model), str(base), "5")
+    assert (base / "5" / "saved_model.pb").read_bytes() == b"old"
+    assert os.listdir(base) == ["5"]
+
+
+# --- next_version --------------------------------------------------------------------------
+
+def test_next_version_is_unix_time_on_an_empty_base(tmp_path):
+    before = int(time.time())
+    version = int(executor.next_version(str(tmp_path / "missing")))
+    assert before <= version <= int(time.time())
+
+
+def test_next_version_bumps_past_existing_versions(tmp_path):
+    base = tmp_path / "serving"
+    future = int(time.time()) + 10_000
+    for name in ("1", str(future), f"{executor.STAGING_PREFIX}{future + 50}-1", "notes"):
+        (base / name).mkdir(parents=True)
+    assert executor.next_version(str(base)) == str(future + 1)
+    (base / "1").rmdir()
+    (base / str(future)).rmdir()
+    (base / "3").mkdir()
+    assert int(executor.next_version(str(base))) >= int(time.time()) - 1
+
+
+def test_next_version_on_an_object_store_listing(monkeypatch):
+    """fileio.listdir on GCS/S3 gives folder names with a trailing slash."""
+    future = int(time.time()) + 10_000
+    monkeypatch.setattr(executor.fileio, "exists", lambda path: True)
+    monkeypatch.setattr(executor.fileio, "listdir",
+                        lambda path: [f"{future}/", "1/", "notes.txt"])
+    assert executor.next_version("gs://bucket/models/facealign") == str(future + 1)
+
+
+# --- the executor ------------------------------------------------------------------------------
+
+def run_pusher(tmp_path: pathlib.Path, blessed: int):
+    model_dir = tmp_path / "model"
+    fake_saved_model(model_dir / "Format-Serving")
+    model = standard_artifacts.Model()
+    model.uri = str(model_dir)
+    model.id = 1
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.id = 2
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, blessed)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    pushed.id = 3
+    base = tmp_path / "serving" / "facealign"
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    executor.Executor().Do(
+        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination), "custom_config": "null"})
+    return model_dir / "Format-Serving", base, pushed
+
+
+def test_executor_pushes_a_blessed_model(tmp_path):
+    model_path, base, pushed = run_pusher(tmp_path, blessed=1)
+    assert pushed.get_int_custom_property("pushed") == 1
+    versions = os.listdir(base)
+    assert len(versions) == 1 and versions[0].isdigit()
+    assert tree(base / versions[0]) == tree(model_path)
+    assert pushed.get_string_custom_property("pushed_version") == versions[0]
+    assert pushed.get_string_custom_property("pushed_destination") == str(base / versions[0])
+    assert tree(pathlib.Path(pushed.uri)) == tree(model_path)
+
+
+def test_executor_does_not_push_an_unblessed_model(tmp_path):
+    _, base, pushed = run_pusher(tmp_path, blessed=0)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert not base.exists()
+    assert not pathlib.Path(pushed.uri).exists() or not any(pathlib.Path(pushed.uri).iterdir())
+
+
+def test_second_push_gets_a_newer_version(tmp_path):
+    _, base, first = run_pusher(tmp_path / "one", blessed=1)
+    # the same base folder for a second push
+    model_dir = tmp_path / "two" / "model"
+    fake_saved_model(model_dir / "Format-Serving")
+    model = standard_artifacts.Model()
+    model.uri = str(model_dir)
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, 1)
+    second = standard_artifacts.PushedModel()
+    second.uri = str(tmp_path / "two" / "pushed")
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    executor.Executor().Do(
+        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [second]},
+        {"push_destination": proto_utils.proto_to_json(destination)})
+    v1 = int(first.get_string_custom_property("pushed_version"))
+    v2 = int(second.get_string_custom_property("pushed_version"))
+    assert v2 > v1
+    assert sorted(os.listdir(base)) == [str(v1), str(v2)]
+
+
+def test_component_uses_the_atomic_executor(tmp_path):
+    from tfx import types
+    component = AtomicPusher(model=types.Channel(type=standard_artifacts.Model),
+                             model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                             base_directory=str(tmp_path / "serving"))
+    assert component.executor_spec.executor_class is executor.Executor
+    destination = json.loads(component.exec_properties["push_destination"])
+    filesystem = destination["filesystem"]
+    assert filesystem.get("base_directory", filesystem.get("baseDirectory")) == str(
+        tmp_path / "serving")

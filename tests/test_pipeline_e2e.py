@@ -1,0 +1,93 @@
+"""The whole TFX pipeline on the bundled demo faces with a tiny DAN: a real
+LocalDagRunner run with SQLite MLMD, caching, the blessing gate and the push."""
+import pathlib
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["model.dan.base_filters=4", "model.dan.fc_units=16", "augment.copies=2",
+        "trainer.max_epochs_per_stage=1", "trainer.batch_size=16", "data.eval_count=8"]
+
+
+def _run(tmp_path, *overrides, check=True):
+    args = [sys.executable, "-m", "facealign.cli", "run", "--config", str(REPO / "pipeline.yaml"),
+            "--set", f"pipeline.root={tmp_path / 'root'}",
+            "--set", f"serving.base_dir={tmp_path / 'serving'}"]
+    for item in [*TINY, *overrides]:
+        args += ["--set", item]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
+    if check and result.returncode != 0:
+        pytest.fail(f"pipeline run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def _executions(tmp_path):
+    """(component type, state) of every execution in the MLMD store, in order."""
+    with sqlite3.connect(tmp_path / "root" / "metadata.sqlite") as db:
+        rows = db.execute(
+            "SELECT e.id, e.last_known_state, t.name FROM Execution e "
+            "JOIN Type t ON t.id = e.type_id ORDER BY e.id").fetchall()
+    return [(name.rsplit(".", 1)[-1], state) for _, state, name in rows]
+
+
+def _versions(tmp_path):
+    base = tmp_path / "serving" / "facealign-demo"
+    return sorted(p.name for p in base.iterdir()) if base.exists() else []
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    result = _run(tmp_path)
+    return tmp_path, result
+
+
+def test_pipeline_pushes_a_blessed_servable_model(first_run, shared_data):
+    tmp_path, result = first_run
+    assert "ExampleGen: 60 faces used" in result.stdout
+    assert "Evaluator: BLESSED" in result.stdout
+    [version] = _versions(tmp_path)
+    model = tf.saved_model.load(str(tmp_path / "serving" / "facealign-demo" / version))
+    image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
+    out = model.signatures["serving_default"](
+        image_bytes=tf.constant([image, image]),
+        box=tf.constant([[108.53, 108.84, 324.42, 324.74]] * 2))
+    assert out["landmarks"].shape == (2, 68, 2)
+    assert out["stage_spread"].shape == (2,)
+    points = out["landmarks"].numpy()
+    assert np.isfinite(points).all()
+    # A tiny model after one epoch still starts from S0 in the box: points near the face.
+    assert (points[..., 0] > 60).all() and (points[..., 0] < 380).all()
+
+
+def test_rerun_of_an_unchanged_pipeline_executes_nothing(first_run):
+    tmp_path, _ = first_run
+    before = len(_executions(tmp_path))
+    _run(tmp_path)
+    new = _executions(tmp_path)[before:]
+    assert new, "the second run recorded no executions"
+    # COMPLETE means it ran again (CACHED is 5); resolvers only query MLMD.
+    completed = [name for name, state in new if state == 3 and name != "Resolver"]
+    assert completed == [], f"re-executed: {completed}"
+    assert {name for name, _ in new} >= {"LandmarkExampleGen", "Trainer", "Pusher"}
+
+
+def test_a_model_above_the_threshold_is_not_pushed(first_run):
+    tmp_path, _ = first_run
+    versions = _versions(tmp_path)
+    result = _run(tmp_path, "evaluator.max_nme=0.01")
+    assert "Evaluator: NOT blessed: NME" in result.stdout
+    assert "above the threshold" in result.stdout
+    assert _versions(tmp_path) == versions
+
+
+def test_a_missing_dataset_stops_the_run_with_its_reason(tmp_path):
+    result = _run(tmp_path, "data.sources.0.root=/nonexistent/folder", check=False)
+    assert result.returncode != 0
+    assert "/nonexistent/folder: dataset root does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
