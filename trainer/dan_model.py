@@ -5,15 +5,17 @@ Stage t > 1 sees three channels - the image warped by T_t (T_t takes S_{t-1}
 onto S0), the heatmap of T_t(S_{t-1}) and a feature image from stage t-1's
 fc1 - and outputs S_t = T_t^-1(T_t(S_{t-1}) + dS_t) (eq. 2).
 
-The model takes the canonical image [B, size, size, 1] (uint8 values, any
-numeric dtype) and returns a dict of float32 [B, N, 2] canonical-frame
+The model takes the canonical grayscale image [B, size, size, 1] with 0-255
+values (a float32 input; Keras converts uint8 arrays, and the layer casts
+whatever arrives) and returns a dict of float32 [B, N, 2] canonical-frame
 shapes: "stage_1" ... "stage_T" (every stage's estimate, for sequential
 training and for the spread between stages as a confidence) and
 "landmarks" (= the last stage's). Layer names of stage t start with
 "s{t}_", which is how sequential training finds what to freeze.
 
-Mixed precision (precision="mixed_bfloat16") is set per layer, not through
-the global policy: the conv/dense stacks compute in bfloat16, while the
+Loading a saved model needs this module imported (it registers the custom
+layers). Mixed precision (precision="mixed_bfloat16") is set per layer, not
+through the global policy: the conv/dense stacks compute in bfloat16, while the
 geometry (connection layers), the fc2 output layer and the shape updates
 stay float32.
 """

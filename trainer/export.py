@@ -65,8 +65,10 @@ class _Graph:
         return tf.cast(tf.clip_by_value(tf.round(crop), 0, 255), tf.uint8)
 
     def stages(self, images):
+        """Each stage's canonical landmarks, first to last."""
         outputs = self.model(images, training=False)
-        return [tf.cast(outputs[k], tf.float32) for k in sorted(outputs)]
+        keys = sorted((k for k in outputs if k.startswith("stage_")), key=lambda k: int(k[6:]))
+        return [tf.cast(outputs[k], tf.float32) for k in keys]
 
     def canonical(self, image):
         stages = self.stages(image)
