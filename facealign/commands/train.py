@@ -11,11 +11,7 @@ import hashlib
 import json
 import pathlib
 
-import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
-
-from facealign import canonical, config
+from facealign import config
 from facealign.commands.config import add_config_arguments
 from facealign.errors import UserError
 
@@ -37,7 +33,12 @@ def _prepare_key(cfg: config.Config) -> str:
 
 def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     """Writes canonical TFRecords per split and the frame; returns the frame."""
+    import numpy as np
+    import tensorflow as tf
+    from tqdm import tqdm
+
     from components.augment import executor as augment, frame_io
+    from facealign import canonical
     from components.landmark_example_gen import splits as splitting
     from facealign.data import load_sources
 
