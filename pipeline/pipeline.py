@@ -36,7 +36,27 @@ def evaluation_split(cfg: Config) -> str:
     return "test" if any(s.split == "test" for s in cfg.data.sources) else "eval"
 
 
-def create_components(cfg: Config) -> list:
+def baseline_resolver(trainer, kubeflow: bool):
+    """The latest blessed model to compare a new one with.
+
+    Locally the candidate is excluded (LatestBlessedOtherModelStrategy), so an
+    unchanged re-run is fully cached. The Kubeflow V2 compiler translates only
+    TFX's own strategies into its queries, so there TFX's
+    LatestBlessedModelStrategy is used; caching on Vertex is the service's own.
+    """
+    channels = {
+        "model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)}
+    if kubeflow:
+        strategy = tfx.dsl.experimental.LatestBlessedModelStrategy
+    else:
+        strategy = LatestBlessedOtherModelStrategy
+        channels["candidate"] = trainer.outputs["model"]
+    return tfx.dsl.Resolver(strategy_class=strategy, **channels).with_id(
+        "latest_blessed_model_resolver")
+
+
+def create_components(cfg: Config, kubeflow: bool = False) -> list:
     example_gen = LandmarkExampleGen(sources=source_entries(cfg), eval_count=cfg.data.eval_count,
                                      seed=cfg.data.seed, on_error=cfg.data.on_error)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -62,12 +82,7 @@ def create_components(cfg: Config) -> list:
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"facealign": cfg.model_dump(mode="json")})
-    baseline = tfx.dsl.Resolver(
-        strategy_class=LatestBlessedOtherModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        candidate=trainer.outputs["model"],
-    ).with_id("latest_blessed_model_resolver")
+    baseline = baseline_resolver(trainer, kubeflow)
     evaluator = LandmarkEvaluator(
         examples=augment.outputs["canonical_examples"], model=trainer.outputs["model"],
         baseline_model=(baseline.outputs["model"] if cfg.evaluator.compare_to_baseline
@@ -86,11 +101,12 @@ def create_components(cfg: Config) -> list:
 
 def create_pipeline(cfg: Config, *, pipeline_root: str | None = None,
                     metadata_connection_config=None,
-                    beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: list[str] | None = None,
+                    kubeflow: bool = False) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name,
         pipeline_root=pipeline_root or str(cfg.resolve(cfg.pipeline.root)),
-        components=create_components(cfg),
+        components=create_components(cfg, kubeflow),
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None

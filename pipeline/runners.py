@@ -35,5 +35,5 @@ def compile_kubeflow_v2(cfg: Config, output: str, image: str = DEFAULT_IMAGE,
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(path.parent), output_filename=path.name)
-    runner.run(create_pipeline(cfg, pipeline_root=pipeline_root))
+    runner.run(create_pipeline(cfg, pipeline_root=pipeline_root, kubeflow=True))
     return str(path)

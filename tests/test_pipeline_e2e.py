@@ -1,9 +1,13 @@
 """The whole TFX pipeline on the bundled demo faces with a tiny DAN: a real
 LocalDagRunner run with SQLite MLMD, caching, the blessing gate and the push."""
+import json
+import os
 import pathlib
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,13 +18,18 @@ TINY = ["model.dan.base_filters=4", "model.dan.fc_units=16", "augment.copies=2",
         "trainer.max_epochs_per_stage=1", "trainer.batch_size=16", "data.eval_count=8"]
 
 
-def _run(tmp_path, *overrides, check=True):
+def _args(tmp_path, *overrides):
     args = [sys.executable, "-m", "facealign.cli", "run", "--config", str(REPO / "pipeline.yaml"),
             "--set", f"pipeline.root={tmp_path / 'root'}",
             "--set", f"serving.base_dir={tmp_path / 'serving'}"]
     for item in [*TINY, *overrides]:
         args += ["--set", item]
-    result = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
+    return args
+
+
+def _run(tmp_path, *overrides, check=True):
+    result = subprocess.run(_args(tmp_path, *overrides), capture_output=True, text=True,
+                            cwd=REPO, timeout=900)
     if check and result.returncode != 0:
         pytest.fail(f"pipeline run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
@@ -91,3 +100,41 @@ def test_a_missing_dataset_stops_the_run_with_its_reason(tmp_path):
     assert result.returncode != 0
     assert "/nonexistent/folder: dataset root does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_evaluate_command_scores_the_pushed_model(first_run, tmp_path):
+    root, _ = first_run
+    [version] = _versions(root)[:1]
+    out, plot = tmp_path / "eval.json", tmp_path / "ced.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "facealign.cli", "evaluate", "--model",
+         str(root / "serving" / "facealign-demo" / version), "--data",
+         str(REPO / "demo_data" / "300w"), "--boxes", str(REPO / "demo_data" / "300w" / "boxes.csv"),
+         "--json", str(out), "--plot", str(plot)],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["count"] == 60
+    assert set(figures) == {"count", "nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal",
+                            "auc_0.08", "failure_rate_0.08"}
+    assert 0 < figures["nme_inter_ocular"] < 100 and 0 <= figures["auc_0.08"] <= 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_killed_run_completes_when_started_again(tmp_path):
+    process = subprocess.Popen(_args(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    trainer_dir = tmp_path / "root" / "Trainer"
+    deadline = time.monotonic() + 600
+    while not trainer_dir.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert process.poll() is None, "the run ended before the Trainer started"
+    time.sleep(3)  # mid-training
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert _versions(tmp_path) == []
+    result = _run(tmp_path)
+    assert "Evaluator: BLESSED" in result.stdout
+    assert len(_versions(tmp_path)) == 1
+    states = _executions(tmp_path)
+    assert ("Augment", 5) in states  # the finished steps of the killed run were reused
