@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from facealign import landmarks68
+
 NORMALISATIONS = ("inter_ocular", "inter_pupil", "box_diagonal")
-_OUTER_EYE_CORNERS = (36, 45)
-_LEFT_EYE, _RIGHT_EYE = slice(36, 42), slice(42, 48)
-
-
-def _require_68(shapes: np.ndarray, what: str) -> None:
-    if shapes.shape[-2] != 68:
-        raise ValueError(f"{what} normalisation needs 68 landmarks, got {shapes.shape[-2]}")
 
 
 def normalising_distance(ground_truth: np.ndarray, normalisation: str) -> np.ndarray:
     """[B] distances from ground-truth shapes [B, N, 2]."""
     gt = np.asarray(ground_truth, np.float64)
     if normalisation == "inter_ocular":
-        _require_68(gt, normalisation)
-        left, right = _OUTER_EYE_CORNERS
-        return np.linalg.norm(gt[:, left] - gt[:, right], axis=-1)
+        return landmarks68.inter_ocular_distance(gt)
     if normalisation == "inter_pupil":
-        _require_68(gt, normalisation)
-        return np.linalg.norm(gt[:, _LEFT_EYE].mean(1) - gt[:, _RIGHT_EYE].mean(1), axis=-1)
+        return landmarks68.inter_pupil_distance(gt)
     if normalisation == "box_diagonal":
         return np.linalg.norm(gt.max(axis=1) - gt.min(axis=1), axis=-1)
     raise ValueError(f"unknown normalisation {normalisation!r}; use one of {NORMALISATIONS}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import pathlib
 import posixpath
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from facealign.data.images import IMAGE_SUFFIXES, is_image_name
 from facealign.data.records import Reject
@@ -79,3 +81,46 @@ def pair_with_images(files: list[pathlib.Path], annotation_suffix: str):
             else:
                 unused.append((f, f"image without annotation: no {f.stem}{annotation_suffix} beside it"))
     return pairs, unused
+
+
+def find_annotated_faces(root: pathlib.Path, dataset: str, suffix: str,
+                         parse: Callable[[pathlib.Path], np.ndarray],
+                         problems: tuple[type[Exception], ...]) -> Iterator:
+    """Every `suffix` annotation under root with its image, as FaceAnnotation or Reject.
+
+    `parse` reads one annotation file into landmarks [N, 2] (0-based) and
+    raises one of `problems` (message = the reason) for a bad file.
+    """
+    from facealign.data.faces import FaceAnnotation  # faces.py builds on this module
+
+    root = pathlib.Path(root)
+    check_root(root)
+    found_any = False
+    for entry in walk(root, dataset):
+        if isinstance(entry, Reject):
+            yield entry
+            continue
+        _, subset, files = entry
+        pairs, unused = pair_with_images(files, suffix)
+        for annotation_path, image_path in pairs:
+            found_any = True
+            if image_path is None:
+                yield Reject(str(annotation_path), f"no image beside the {suffix} (looked for "
+                             f"{annotation_path.stem}{{{','.join(IMAGE_SUFFIXES)}}})",
+                             dataset, subset)
+                continue
+            try:
+                landmarks = parse(annotation_path)
+            except problems as exc:
+                yield Reject(str(annotation_path), str(exc), dataset, subset)
+                continue
+            image_relpath = relpath(image_path, root)
+            yield FaceAnnotation(
+                annotation_path=annotation_path, image_path=image_path,
+                image_relpath=image_relpath, subset=subset,
+                face_id=face_id(dataset, image_relpath), landmarks=landmarks)
+        for image_path, reason in unused:
+            yield Reject(str(image_path), reason, dataset, subset)
+    if not found_any:
+        yield Reject(str(root), f"no annotated faces: no {suffix} files in this folder or below",
+                     dataset, None)

@@ -15,7 +15,6 @@ import numpy as np
 
 from facealign.data import layout
 from facealign.data.faces import FaceAnnotation
-from facealign.data.images import IMAGE_SUFFIXES
 from facealign.data.records import Reject
 
 
@@ -60,38 +59,15 @@ def parse_ljson(data, group: str | None = None) -> np.ndarray:
     return yx[:, ::-1].astype(np.float32)
 
 
+def read_ljson(path: pathlib.Path, group: str | None = None) -> np.ndarray:
+    try:
+        return parse_ljson(json.loads(path.read_text(encoding="utf-8")), group)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LjsonProblem(f"not valid JSON ({exc})") from None
+
+
 def find_ljson_faces(root: pathlib.Path, dataset: str,
                      group: str | None = None) -> Iterator[FaceAnnotation | Reject]:
     """Every .ljson under root parsed into a FaceAnnotation, or a Reject saying why not."""
-    root = pathlib.Path(root)
-    layout.check_root(root)
-    found_any = False
-    for entry in layout.walk(root, dataset):
-        if isinstance(entry, Reject):
-            yield entry
-            continue
-        _, subset, files = entry
-        pairs, unused = layout.pair_with_images(files, ".ljson")
-        for ljson_path, image_path in pairs:
-            found_any = True
-            if image_path is None:
-                yield Reject(str(ljson_path), "no image beside the .ljson (looked for "
-                             f"{ljson_path.stem}{{{','.join(IMAGE_SUFFIXES)}}})", dataset, subset)
-                continue
-            try:
-                landmarks = parse_ljson(json.loads(ljson_path.read_text(encoding="utf-8")), group)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                yield Reject(str(ljson_path), f"not valid JSON ({exc})", dataset, subset)
-                continue
-            except LjsonProblem as exc:
-                yield Reject(str(ljson_path), str(exc), dataset, subset)
-                continue
-            image_relpath = layout.relpath(image_path, root)
-            yield FaceAnnotation(
-                annotation_path=ljson_path, image_path=image_path, image_relpath=image_relpath,
-                subset=subset, face_id=layout.face_id(dataset, image_relpath), landmarks=landmarks)
-        for image_path, reason in unused:
-            yield Reject(str(image_path), reason, dataset, subset)
-    if not found_any:
-        yield Reject(str(root), "no annotated faces: no .ljson files in this folder or below",
-                     dataset, None)
+    return layout.find_annotated_faces(root, dataset, ".ljson",
+                                       lambda path: read_ljson(path, group), (LjsonProblem,))
