@@ -24,7 +24,7 @@ setuptools.setup(
         "pillow>=10",
         "scipy>=1.11",
         "matplotlib>=3.8",
-        "opencv-python-headless>=4.8",
+        "opencv-python-headless>=4.8,<5",  # 5.0 dropped CascadeClassifier and the cascades
         "tqdm>=4.66",
     ],
     entry_points={"console_scripts": ["facealign=facealign.cli:main"]},
