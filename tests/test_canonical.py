@@ -96,7 +96,10 @@ def test_every_crop_is_the_original_sampled_through_to_original(faces, frame):
         where = geometry.apply_transform(sample.to_original, grid)
         inside = interior(where, original)
         difference = np.abs(sample.image.reshape(-1)[inside] - bilinear(original, where[inside]))
-        assert difference.max() <= 2.0 and difference.mean() < 0.6
+        # cv2.warpAffine quantises sample positions to 1/32 px (INTER_BITS=5): up to
+        # |gradient| / 64 grey levels at the sharpest edges (4 for a 0-255 step), plus
+        # rounding; a half-pixel offset instead moves the mean by several levels.
+        assert difference.max() <= 4.5 and difference.mean() < 0.6
         assert np.all(sample.image.reshape(-1)[~interior(where, original, -1.0)] == 0)  # black outside
         count += 1
     assert count == 3 * 11
