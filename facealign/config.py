@@ -83,9 +83,34 @@ class DanConfig(_Section):
     base_filters: PositiveInt = 64
 
 
+class AanConfig(_Section):
+    """The Attentional Alignment Network (trainer/aan_model.py); defaults from the paper's sec. 4.2."""
+
+    embedding_dim: PositiveInt = 256                      # d of eq. 4
+    embedding: Literal["cosine", "linear"] = "cosine"     # "linear": the ablation without cos
+    attention: bool = True                                # false: F(x) = H(x), no attention maps
+    intermediate_supervision: bool = True                 # an early prediction per attention block
+    weight_decay: NonNegativeFloat = 0.001                # decoupled (AdamW), not on biases/BN
+    # Bottleneck width of block 1 (blocks 2-4: 2x, 4x, 8x; outputs 4x the width, as ResNet).
+    # The paper gives no widths; 32 keeps the 7x7 features at 1024 channels.
+    base_filters: PositiveInt = 32
+    # Steps after which the learning rate drops to 1/10 and 1/100 of trainer.learning_rate
+    # (paper: 1e-3 -> 1e-4 -> 1e-5 "after 25,000 and 40,000" iterations).
+    lr_boundaries: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [25000, 40000]
+    normalization: Literal["pupils", "corners", "diagonal"] = "corners"  # inter-ocular (sec. 4.2)
+
+    @pydantic.field_validator("lr_boundaries")
+    @classmethod
+    def _increasing(cls, boundaries):
+        if boundaries[0] >= boundaries[1]:
+            raise ValueError(f"lr_boundaries must increase, got {boundaries}")
+        return boundaries
+
+
 class ModelSection(_Section):
-    name: Literal["dan"] = "dan"
+    name: Literal["dan", "aan"] = "dan"
     dan: DanConfig = DanConfig()
+    aan: AanConfig = AanConfig()
 
 
 class TrainerSection(_Section):

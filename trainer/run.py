@@ -7,20 +7,31 @@ import time
 
 from components.augment import frame_io
 from facealign import config as config_lib
-from trainer import dan_training, export
+from trainer import aan_training, dan_training, export
 
 
 def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dict,
                      serving_model_dir: str, log_dir: str | None = None) -> dict:
     """Trains the configured model and writes the SavedModel; returns a summary."""
     started = time.monotonic()
-    result = dan_training.train_dan(
-        train_files, eval_files, frame["mean_shape"], frame["pixel_mean"], frame["pixel_std"],
-        cfg.model.dan, cfg.trainer, log_dir=log_dir, seed=cfg.augment.seed)
+    if cfg.model.name == "aan":
+        result = aan_training.train_aan(
+            train_files, eval_files, frame["mean_shape"], frame["pixel_mean"],
+            frame["pixel_std"], cfg.model.aan, cfg.trainer, log_dir=log_dir,
+            seed=cfg.augment.seed)
+        stages, stage_nme = 1, [result.nme_inter_pupil]
+        initial_nme = result.initial_nme_inter_pupil
+    else:
+        result = dan_training.train_dan(
+            train_files, eval_files, frame["mean_shape"], frame["pixel_mean"],
+            frame["pixel_std"], cfg.model.dan, cfg.trainer, log_dir=log_dir,
+            seed=cfg.augment.seed)
+        stages, stage_nme, initial_nme = cfg.model.dan.stages, result.stage_nme, \
+            result.initial_nme
     seconds = time.monotonic() - started
-    summary = {"model": cfg.model.name, "stages": cfg.model.dan.stages,
-               "validation_nme_inter_pupil_per_stage": [round(x, 6) for x in result.stage_nme],
-               "validation_nme_mean_shape": round(result.initial_nme, 6),
+    summary = {"model": cfg.model.name, "stages": stages,
+               "validation_nme_inter_pupil_per_stage": [round(x, 6) for x in stage_nme],
+               "validation_nme_mean_shape": round(initial_nme, 6),
                "training_seconds": round(seconds, 1),
                "training_data": [s.name for s in cfg.data.sources if s.split == "train"],
                "config": cfg.model_dump(mode="json")}
