@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "facealign.commands.pipeline",
     "facealign.commands.evaluate",
     "facealign.commands.train",
+    "facealign.commands.tune",
     "facealign.commands.serve",
     "facealign.commands.predict",
     "facealign.commands.track",

@@ -138,6 +138,112 @@ class BeamSection(_Section):
     args: list[str] = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
+# --- hyperparameter search (trainer/tuning.py, `facealign tune`) ---------------------------
+# The tunable names and the kind of value each takes. Only settings used inside a trial are
+# tunable: data.* and augment.* (the sigmas, copies, image size) are fixed for a sweep,
+# because the canonical data is prepared once, before the first trial.
+TUNABLE = {
+    "trainer.learning_rate": ("float", ("dan", "aan")),
+    "trainer.batch_size": ("int", ("dan", "aan")),
+    "model.dan.dropout": ("float", ("dan",)),
+    "model.dan.stages": ("int", ("dan",)),
+    "model.dan.heatmap_radius": ("float", ("dan",)),
+    "model.aan.embedding_dim": ("int", ("aan",)),
+    "model.aan.weight_decay": ("float", ("aan",)),
+}
+
+
+class KeyedError(ValueError):
+    """A validation error about a sub-key (``key``) of the field being validated."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class FloatSpec(_Section):
+    type: Literal["float"]
+    min: float
+    max: float
+    sampling: Literal["linear", "log"] = "linear"
+    step: Annotated[float, Field(gt=0)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        if self.min >= self.max:
+            raise ValueError(f"min must be below max, got min={self.min}, max={self.max}")
+        if self.sampling == "log" and self.min <= 0:
+            raise ValueError(f"log sampling needs min > 0, got min={self.min}")
+        return self
+
+
+class IntSpec(_Section):
+    type: Literal["int"]
+    min: int
+    max: int
+    step: PositiveInt = 1
+    sampling: Literal["linear", "log"] = "linear"
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        if self.min >= self.max:
+            raise ValueError(f"min must be below max, got min={self.min}, max={self.max}")
+        if self.sampling == "log" and self.min <= 0:
+            raise ValueError(f"log sampling needs min > 0, got min={self.min}")
+        return self
+
+
+class ChoiceSpec(_Section):
+    type: Literal["choice"]
+    values: Annotated[list[bool | int | float | str], Field(min_length=1)]
+
+    @pydantic.field_validator("values")
+    @classmethod
+    def _unique(cls, values):
+        if len(set(values)) != len(values):
+            raise ValueError(f"values must be unique, got {values}")
+        return values
+
+
+HyperparameterSpec = Annotated[FloatSpec | IntSpec | ChoiceSpec, Field(discriminator="type")]
+
+
+class TunerSection(_Section):
+    """KerasTuner sweep settings; see trainer/tuning.py for what a trial is."""
+
+    enabled: bool = False           # the pipeline adds a TFX Tuner before the Trainer
+    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    max_trials: PositiveInt = 10    # random, bayesian (hyperband: budget from epochs_per_trial)
+    epochs_per_trial: PositiveInt = 4    # DAN: split over the stages (at least 1 each)
+    executions_per_trial: PositiveInt = 1
+    early_stopping_patience: PositiveInt = 2
+    directory: str = "runs/tuner"   # trials, oracle state, trials.csv, trials.png
+    project_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int | None = 0
+    search_space: dict[str, HyperparameterSpec] = {}
+
+    @pydantic.field_validator("search_space")
+    @classmethod
+    def _known_names(cls, space):
+        for name, spec in space.items():
+            if name not in TUNABLE:
+                hint = (" (augment.* and data.* are fixed for a sweep: the data is prepared "
+                        "once)" if name.split(".")[0] in ("augment", "data") else "")
+                raise KeyedError(name, f"unknown hyperparameter{hint}; tunable: "
+                                       f"{', '.join(sorted(TUNABLE))}")
+            kind = TUNABLE[name][0]
+            if spec.type == "choice":
+                bad = [v for v in spec.values
+                       if isinstance(v, (bool, str)) or (kind == "int" and not isinstance(v, int))]
+                if bad:
+                    raise KeyedError(name, f"choice values must be {kind}s, got {bad}")
+            elif spec.type != kind:
+                raise KeyedError(name, f"is a{'n' if kind == 'int' else ''} {kind} "
+                                       f"hyperparameter, use type {kind} or choice "
+                                       f"(got type {spec.type})")
+        return space
+
+
 class Config(_Section):
     pipeline: PipelineSection = PipelineSection()
     data: DataSection
@@ -147,6 +253,7 @@ class Config(_Section):
     evaluator: EvaluatorSection = EvaluatorSection()
     serving: ServingSection = ServingSection()
     beam: BeamSection = BeamSection()
+    tuner: TunerSection = TunerSection()
 
     _base_dir: pathlib.Path = pydantic.PrivateAttr(default_factory=pathlib.Path.cwd)
 
@@ -155,9 +262,37 @@ class Config(_Section):
         path = pathlib.Path(path)
         return path if path.is_absolute() else self._base_dir / path
 
+    @pydantic.model_validator(mode="after")
+    def _search_space_fits(self):
+        """Each tunable applies to the configured model, and its range is a valid value."""
+        if not self.tuner.search_space:
+            return self
+        base = self.model_dump(mode="json")
+        base["tuner"]["search_space"] = {}
+        for name, spec in self.tuner.search_space.items():
+            key = f"tuner.search_space.{name}"
+            models = TUNABLE[name][1]
+            if self.model.name not in models:
+                raise KeyedError(key, f"applies to model {'/'.join(models)}, not "
+                                      f"{self.model.name} (model.name)")
+            values = spec.values if spec.type == "choice" else [spec.min, spec.max]
+            for value in values:
+                raw = yaml.safe_load(yaml.safe_dump(base))
+                _set_path(raw, name, value)
+                try:
+                    Config.model_validate(raw)
+                except pydantic.ValidationError as exc:
+                    raise KeyedError(key, f"value {value!r} is out of range for {name}: "
+                                          f"{exc.errors()[0]['msg']}") from None
+        return self
+
 
 def _describe(error: dict) -> str:
     key = ".".join(str(p) for p in error["loc"]) or "<top level>"
+    keyed = (error.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):   # a sub-key named by the validator
+        key = keyed.key if key == "<top level>" else f"{key}.{keyed.key}"
+        return f"{key}: {keyed}"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if error["type"] == "missing":

@@ -16,6 +16,7 @@ from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.config import Config
 
 RUN_FN = "trainer.run.run_fn"
+TUNER_FN = "trainer.tuning.tuner_fn"
 
 
 def source_entries(cfg: Config) -> list[dict]:
@@ -75,10 +76,20 @@ def create_components(cfg: Config, kubeflow: bool = False) -> list:
                       translation_sigma=aug.translation_sigma,
                       rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma,
                       seed=aug.seed)
+    # tuner.enabled: a KerasTuner sweep (trainer/tuning.py) on the same data; the
+    # Trainer then trains with its best hyperparameters (trainer/run.py).
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN,
+        examples=augment.outputs["canonical_examples"],
+        transform_graph=augment.outputs["canonical_frame"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={"facealign": cfg.model_dump(mode="json")}) if cfg.tuner.enabled else None
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=augment.outputs["canonical_examples"],
         transform_graph=augment.outputs["canonical_frame"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"facealign": cfg.model_dump(mode="json")})
@@ -96,6 +107,8 @@ def create_components(cfg: Config, kubeflow: bool = False) -> list:
              evaluator, pusher]
     if cfg.evaluator.compare_to_baseline:
         nodes.insert(6, baseline)
+    if tuner is not None:
+        nodes.insert(nodes.index(trainer), tuner)
     return nodes
 
 

@@ -45,6 +45,11 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Trainer custom_config")
+    if getattr(fn_args, "hyperparameters", None):   # the Tuner's best values (tuner.enabled)
+        from trainer.tuning import apply_best_hyperparameters
+        cfg = apply_best_hyperparameters(cfg, fn_args.hyperparameters)
+        print(f"Trainer: tuned hyperparameters {fn_args.hyperparameters.get('values')}",
+              flush=True)
     frame = frame_io.read_frame(fn_args.transform_graph_path)
     summary = train_and_export(cfg, fn_args.train_files, fn_args.eval_files, frame,
                                fn_args.serving_model_dir, log_dir=fn_args.model_run_dir)

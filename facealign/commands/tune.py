@@ -1,0 +1,51 @@
+"""`facealign tune`: a KerasTuner hyperparameter sweep without the pipeline.
+
+The data is prepared exactly as `facealign train` does (same readers, split,
+crops and augmentation, reused while unchanged), once, before the sweep; then
+each trial trains a candidate from `tuner.search_space` (trainer/tuning.py).
+Resumable: the sweep lives in tuner.directory and a re-run continues after the
+finished trials. At the end: trials.csv and trials.png in the sweep's folder
+and the best hyperparameters. For chief/worker sweeps see trainer/tuning.py.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+from facealign import config
+from facealign.commands.config import add_config_arguments
+from facealign.errors import UserError
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("tune", help="hyperparameter sweep (KerasTuner) without the pipeline")
+    add_config_arguments(parser)
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trial budget, overrides tuner.max_trials")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from facealign.commands.train import _prepare_key, prepare
+
+    cfg = config.load(args.config, args.overrides)
+    if not cfg.tuner.search_space:
+        raise UserError("tuner.search_space is empty: name at least one hyperparameter")
+    if args.trials is not None and args.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {args.trials}")
+    from trainer import tuning
+
+    root = cfg.resolve(cfg.tuner.directory)
+    data_dir = root / f"data-{_prepare_key(cfg)}"
+    frame = prepare(cfg, data_dir)
+    tuner = tuning.make_tuner(cfg, directory=str(root), max_trials=args.trials)
+    print(f"tune: {cfg.tuner.algorithm} search over {list(cfg.tuner.search_space)}, "
+          f"objective {tuning.objective_name(cfg)} (min), in {tuner.project_dir}", flush=True)
+    tuner.search(train_files=[str(data_dir / "train.tfrecord.gz")],
+                 eval_files=[str(data_dir / "eval.tfrecord.gz")], frame=frame)
+    csv_path, png_path = tuning.write_report(tuner, cfg, tuner.project_dir)
+    best = tuning.best_hyperparameters(tuner)
+    print(f"tune: trials in {csv_path}, plot in {png_path}")
+    print(f"tune: best hyperparameters {json.dumps(best)}")
+    print("tune: apply with " + " ".join(f"--set {k}={v}" for k, v in best.items()))
+    return 0
