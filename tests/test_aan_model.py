@@ -1,8 +1,6 @@
 """The AAN end to end: shapes for any N, the summed intermediate losses, the exported
 outputs, and overfitting a handful of real 300-W faces with a save/reload round trip."""
-import pathlib
 
-import cv2
 import keras
 import numpy as np
 import pytest
@@ -12,31 +10,12 @@ from facealign import examples
 from facealign.config import AanConfig, TrainerSection
 from trainer.aan_model import build_aan_model, inference_model
 from trainer.aan_training import compile_aan, train_aan
+from real_faces import canonical_face
 from trainer.losses import normalized_mean_error
 
 SIZE = 112
 NUM_FACES = 8
 TINY = AanConfig(base_filters=2, embedding_dim=8)
-
-
-def read_pts(path: pathlib.Path) -> np.ndarray:
-    """A .pts file's points, 0-based (the file is 1-based)."""
-    lines = path.read_text().splitlines()
-    body = lines[lines.index("{") + 1:lines.index("}")]
-    return np.array([[float(v) for v in line.split()] for line in body], np.float32) - 1.0
-
-
-def canonical_face(pts_path: pathlib.Path, size: int = SIZE):
-    """A real face cropped (scale + translation around the landmarks' box) to size x size gray."""
-    image = cv2.imread(str(pts_path.with_suffix(".jpg")), cv2.IMREAD_GRAYSCALE)
-    points = read_pts(pts_path)
-    low, high = points.min(0), points.max(0)
-    scale = 0.5 * size / float((high - low).max())
-    shift = (size - 1) / 2.0 - scale * (low + high) / 2.0
-    matrix = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]], np.float32)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return crop, (points * scale + shift).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
 """DAN connection layers against NumPy/SciPy references, on a real 300-W face."""
 import pathlib
 
-import cv2
 import keras
 import numpy as np
 import pytest
 from scipy import ndimage
+
+import real_faces
 
 from trainer.dan_layers import (FeatureImage, ImageTransform, LandmarkHeatmap,
                                 LandmarkTransform, TransformEstimation)
@@ -13,24 +14,9 @@ from trainer.dan_layers import (FeatureImage, ImageTransform, LandmarkHeatmap,
 SIZE = 112
 
 
-def read_pts(path: pathlib.Path) -> np.ndarray:
-    """A .pts file's points, 0-based (the file is 1-based)."""
-    lines = path.read_text().splitlines()
-    body = lines[lines.index("{") + 1:lines.index("}")]
-    return np.array([[float(v) for v in line.split()] for line in body], np.float32) - 1.0
-
-
 def canonical_face(pts_path: pathlib.Path, size: int = SIZE):
-    """A real face cropped (scale + translation) to size x size gray, landmarks spanning half."""
-    image = cv2.imread(str(pts_path.with_suffix(".jpg")), cv2.IMREAD_GRAYSCALE)
-    points = read_pts(pts_path)
-    low, high = points.min(0), points.max(0)
-    scale = 0.5 * size / float((high - low).max())
-    shift = (size - 1) / 2.0 - scale * (low + high) / 2.0
-    matrix = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]], np.float32)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return crop.astype(np.float32), points * scale + shift
+    crop, points = real_faces.canonical_face(pts_path, size)
+    return crop.astype(np.float32), points
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """The DAN model end to end on a handful of real 300-W faces: input, loss, training, saving."""
-import pathlib
 
-import cv2
 import keras
 import numpy as np
 import pytest
@@ -9,6 +7,7 @@ import tensorflow as tf
 
 from facealign import examples
 from facealign.config import DanConfig, TrainerSection
+from real_faces import canonical_face
 from trainer import dan_input
 from trainer.dan_model import build_dan_model, build_stage_network, stage_model
 from trainer.dan_training import train_dan
@@ -19,31 +18,11 @@ NUM_FACES = 8
 TINY = DanConfig(stages=2, base_filters=8, fc_units=64, dropout=0.1)
 
 
-def read_pts(path: pathlib.Path) -> np.ndarray:
-    """A .pts file's points, 0-based (the file is 1-based)."""
-    lines = path.read_text().splitlines()
-    body = lines[lines.index("{") + 1:lines.index("}")]
-    return np.array([[float(v) for v in line.split()] for line in body], np.float32) - 1.0
-
-
-def canonical_face(pts_path: pathlib.Path, rng: np.random.Generator, size: int = SIZE):
-    """A real face cropped (scale + translation) to size x size gray, randomly offset a little."""
-    image = cv2.imread(str(pts_path.with_suffix(".jpg")), cv2.IMREAD_GRAYSCALE)
-    points = read_pts(pts_path)
-    low, high = points.min(0), points.max(0)
-    scale = 0.5 * size / float((high - low).max()) * rng.uniform(0.9, 1.1)
-    shift = (size - 1) / 2.0 - scale * (low + high) / 2.0 + rng.normal(0, 4, 2)
-    matrix = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]], np.float32)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return crop, (points * scale + shift).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def faces(shared_data):
     rng = np.random.default_rng(0)
     paths = sorted((shared_data / "300w" / "afw").glob("*.pts"))[:NUM_FACES]
-    images, shapes = zip(*(canonical_face(p, rng) for p in paths))
+    images, shapes = zip(*(canonical_face(p, SIZE, rng) for p in paths))
     return np.stack(images)[..., None], np.stack(shapes)
 
 

@@ -2,13 +2,8 @@
 import numpy as np
 import pytest
 
+from facealign.data.pts import read_pts
 from facealign import geometry, landmarks68
-
-
-def read_pts(path) -> np.ndarray:
-    """A .pts file as 0-based float32 [N, 2] (the files are 1-based)."""
-    body = path.read_text().split("{")[1].split("}")[0]
-    return np.array(body.split(), dtype=np.float64).reshape(-1, 2).astype(np.float32) - 1
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""Real 300-W faces cropped to the canonical frame, for model tests.
+
+Independent of the pipeline's crop code (plain scale + translation around the
+landmarks' box), so model tests do not depend on what they could mask.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import cv2
+import numpy as np
+
+from facealign.data.pts import read_pts
+
+
+def canonical_face(pts_path: pathlib.Path, size: int = 112,
+                   rng: np.random.Generator | None = None):
+    """(uint8 [size, size] crop, float32 [N, 2] landmarks): the face spans half the frame,
+    randomly rescaled by up to 10% and shifted by a few pixels when `rng` is given."""
+    image = cv2.imread(str(pts_path.with_suffix(".jpg")), cv2.IMREAD_GRAYSCALE)
+    points = read_pts(pts_path)
+    low, high = points.min(0), points.max(0)
+    scale = 0.5 * size / float((high - low).max())
+    shift = (size - 1) / 2.0 - scale * (low + high) / 2.0
+    if rng is not None:
+        scale *= rng.uniform(0.9, 1.1)
+        shift = (size - 1) / 2.0 - scale * (low + high) / 2.0 + rng.normal(0, 4, 2)
+    matrix = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]], np.float32)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, (points * scale + shift).astype(np.float32)
