@@ -82,12 +82,8 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         keras.utils.set_random_seed(seed)
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     image_size = np.asarray(pixel_mean).shape[0]
-    data = dict(num_landmarks=mean_shape.shape[0], image_size=image_size,
-                batch_size=trainer_cfg.batch_size)
-    train_data = dan_input.make_dataset(
-        train_files, training=True, shuffle_buffer=trainer_cfg.shuffle_buffer,
-        repeat=trainer_cfg.steps_per_epoch is not None, seed=seed, **data)
-    eval_data = dan_input.make_dataset(eval_files, **data) if eval_files else None
+    train_data, eval_data = dan_input.training_datasets(
+        train_files, eval_files, mean_shape.shape[0], image_size, trainer_cfg, seed)
     if eval_data is None:
         print("train_aan: no eval files; early stopping watches the training data")
 

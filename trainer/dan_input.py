@@ -64,3 +64,18 @@ def make_dataset(files: str | Iterable[str], num_landmarks: int, image_size: int
     dataset = dataset.map(make_parse_fn(num_landmarks, image_size), num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size)
     return dataset.prefetch(AUTOTUNE)
+
+
+def training_datasets(train_files, eval_files, num_landmarks: int, image_size: int,
+                      trainer_cfg, seed: int | None = None):
+    """(train, eval or None) datasets, batched and shuffled as trainer_cfg says.
+
+    The training set repeats when steps_per_epoch is set, so an "epoch" is
+    that many steps; otherwise an epoch is one pass over the files.
+    """
+    data = dict(num_landmarks=num_landmarks, image_size=image_size,
+                batch_size=trainer_cfg.batch_size)
+    train = make_dataset(train_files, training=True, shuffle_buffer=trainer_cfg.shuffle_buffer,
+                         repeat=trainer_cfg.steps_per_epoch is not None, seed=seed, **data)
+    evaluation = make_dataset(eval_files, **data) if eval_files else None
+    return train, evaluation
