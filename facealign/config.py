@@ -161,36 +161,32 @@ class KeyedError(ValueError):
         self.key = key
 
 
-class FloatSpec(_Section):
+class _RangeSpec(_Section):
+    """A numeric range: min below max, and positive when sampled logarithmically."""
+
+    @pydantic.model_validator(mode="after")
+    def _check(self):
+        if self.min >= self.max:
+            raise ValueError(f"min must be below max, got min={self.min}, max={self.max}")
+        if self.sampling == "log" and self.min <= 0:
+            raise ValueError(f"log sampling needs min > 0, got min={self.min}")
+        return self
+
+
+class FloatSpec(_RangeSpec):
     type: Literal["float"]
     min: float
     max: float
     sampling: Literal["linear", "log"] = "linear"
     step: Annotated[float, Field(gt=0)] | None = None
 
-    @pydantic.model_validator(mode="after")
-    def _check(self):
-        if self.min >= self.max:
-            raise ValueError(f"min must be below max, got min={self.min}, max={self.max}")
-        if self.sampling == "log" and self.min <= 0:
-            raise ValueError(f"log sampling needs min > 0, got min={self.min}")
-        return self
 
-
-class IntSpec(_Section):
+class IntSpec(_RangeSpec):
     type: Literal["int"]
     min: int
     max: int
     step: PositiveInt = 1
     sampling: Literal["linear", "log"] = "linear"
-
-    @pydantic.model_validator(mode="after")
-    def _check(self):
-        if self.min >= self.max:
-            raise ValueError(f"min must be below max, got min={self.min}, max={self.max}")
-        if self.sampling == "log" and self.min <= 0:
-            raise ValueError(f"log sampling needs min > 0, got min={self.min}")
-        return self
 
 
 class ChoiceSpec(_Section):

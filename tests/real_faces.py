@@ -9,6 +9,9 @@ import pathlib
 
 import cv2
 import numpy as np
+import tensorflow as tf
+
+from facealign import examples
 
 from facealign.data.pts import read_pts
 
@@ -29,3 +32,21 @@ def canonical_face(pts_path: pathlib.Path, size: int = 112,
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return crop, (points * scale + shift).astype(np.float32)
+
+
+def write_tfrecord(path, images, shapes) -> str:
+    """Canonical samples (uint8 images, landmarks) as the GZIP TFRecord the trainers read."""
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for image, shape in zip(images, shapes):
+            feature = {
+                examples.IMAGE: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[image.astype(np.uint8).tobytes()])),
+                examples.IMAGE_SIZE: tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[image.shape[0]])),
+                examples.LANDMARKS: tf.train.Feature(
+                    float_list=tf.train.FloatList(value=shape.ravel().tolist())),
+                examples.FACE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+            }
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+    return str(path)

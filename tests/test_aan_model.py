@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import examples
 from facealign.config import AanConfig, TrainerSection
+from real_faces import canonical_face, write_tfrecord
 from trainer.aan_model import build_aan_model, inference_model
 from trainer.aan_training import compile_aan, train_aan
-from real_faces import canonical_face
 from trainer.losses import normalized_mean_error
 
 SIZE = 112
@@ -23,20 +22,6 @@ def faces(shared_data):
     paths = sorted((shared_data / "300w" / "afw").glob("*.pts"))[:NUM_FACES]
     images, shapes = zip(*(canonical_face(p) for p in paths))
     return np.stack(images)[..., None], np.stack(shapes)
-
-
-def write_tfrecord(path, images, shapes):
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for image, shape in zip(images, shapes):
-            feature = {
-                examples.IMAGE: tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[image.astype(np.uint8).tobytes()])),
-                examples.LANDMARKS: tf.train.Feature(
-                    float_list=tf.train.FloatList(value=shape.ravel().tolist())),
-            }
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
-    return str(path)
 
 
 def _stats():

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import examples
 from facealign.config import DanConfig, TrainerSection
-from real_faces import canonical_face
+from real_faces import canonical_face, write_tfrecord
 from trainer import dan_input
 from trainer.dan_model import build_dan_model, build_stage_network, stage_model
 from trainer.dan_training import train_dan
@@ -24,23 +23,6 @@ def faces(shared_data):
     paths = sorted((shared_data / "300w" / "afw").glob("*.pts"))[:NUM_FACES]
     images, shapes = zip(*(canonical_face(p, SIZE, rng) for p in paths))
     return np.stack(images)[..., None], np.stack(shapes)
-
-
-def write_tfrecord(path, images, shapes):
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for image, shape in zip(images, shapes):
-            feature = {
-                examples.IMAGE: tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[image.astype(np.uint8).tobytes()])),
-                examples.IMAGE_SIZE: tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=[image.shape[0]])),
-                examples.LANDMARKS: tf.train.Feature(
-                    float_list=tf.train.FloatList(value=shape.ravel().tolist())),
-                examples.FACE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
-            }
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
-    return str(path)
 
 
 def statistics(images, shapes):
