@@ -1,4 +1,4 @@
-"""How fast the DAN trains and infers on this machine, next to one bare Table-1 stage.
+"""How fast the DAN and the AAN train and infer on this machine, next to one bare Table-1 stage.
 
 Prints one JSON object. Training rates are images/s of one optimizer step
 (Adam on the eq.-4 loss, BatchNorm in training mode, as in model.fit) of:
@@ -10,7 +10,10 @@ forward pass of the whole 2-stage DAN and of the bare stage, at batch 64
 stage:
   inference_ratio = 2-stage DAN batch-64 inference / bare-stage inference (target >= 0.45)
   training_ratio  = stage-2 training / bare-stage training (target >= 0.40)
-connection_layers_ms_batch64 shows what the connection layers cost.
+connection_layers_ms_batch64 shows what the connection layers cost. The AAN
+(paper defaults, trainer/aan_model.py) is timed in the same rounds: training
+is one AdamW step on the summed losses of its final and intermediate heads,
+inference the exported model's forward pass (final head only).
 
 CPU time on a shared host is noisy, so every function is compiled and
 warmed up first, then timed in interleaved rounds (bare, DAN, bare, DAN ...)
@@ -36,8 +39,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from facealign.config import DanConfig  # noqa: E402
+from facealign.config import AanConfig, DanConfig  # noqa: E402
 from trainer import dan_layers  # noqa: E402
+from trainer.aan_model import build_aan_model, inference_model  # noqa: E402
 from trainer.dan_model import (build_dan_model, build_stage_network,  # noqa: E402
                                set_stage_trainable, stage_model)
 from trainer.losses import NormalizedLandmarkLoss  # noqa: E402
@@ -72,16 +76,26 @@ def two_stage_dan(precision: str, mean_shape) -> keras.Model:
                            DanConfig(stages=2), precision=precision)
 
 
-def train_step_fn(model: keras.Model):
-    """A compiled optimizer step over model.trainable_variables (what fit runs per batch)."""
-    optimizer = keras.optimizers.Adam(1e-3)
+def aan(precision: str, mean_shape) -> keras.Model:
+    """The AAN with its training heads (paper defaults)."""
+    return build_aan_model(mean_shape, np.full((SIZE, SIZE), 128.0, np.float32),
+                           np.full((SIZE, SIZE), 64.0, np.float32), AanConfig(),
+                           precision=precision)
+
+
+def train_step_fn(model: keras.Model, optimizer=None):
+    """A compiled optimizer step over model.trainable_variables (what fit runs per batch);
+    a model with several outputs (the AAN's heads) minimises the sum of their losses."""
+    optimizer = optimizer or keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
     loss_fn = NormalizedLandmarkLoss()
 
     @tf.function
     def step(images, shapes):
         with tf.GradientTape() as tape:
-            loss = loss_fn(shapes, model(images, training=True))
+            outputs = model(images, training=True)
+            outputs = outputs.values() if isinstance(outputs, dict) else [outputs]
+            loss = tf.add_n([loss_fn(shapes, output) for output in outputs])
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -150,7 +164,9 @@ def main(argv=None) -> dict:
     inference_calls, training_calls = {}, {}
     for precision in PRECISIONS:
         bare, dan = bare_stage(precision), two_stage_dan(precision, mean_shape)
-        for name, model in (("dan_2_stage", dan), ("bare_stage", bare)):
+        aan_training_model = aan(precision, mean_shape)
+        for name, model in (("dan_2_stage", dan), ("bare_stage", bare),
+                            ("aan", inference_model(aan_training_model))):
             forward = forward_fn(model)
             inference_calls[(precision, name, 64)] = (forward, (images_64,))
             inference_calls[(precision, name, 1)] = (forward, (images_1,))
@@ -163,6 +179,9 @@ def main(argv=None) -> dict:
         set_stage_trainable(frozen_first_stage, 1, False)
         training_calls[(precision, "stage_2")] = (
             train_step_fn(stage_model(frozen_first_stage, 2)), (train_images, train_shapes))
+        training_calls[(precision, "aan")] = (
+            train_step_fn(aan_training_model, keras.optimizers.AdamW(1e-3, weight_decay=1e-3)),
+            (train_images, train_shapes))
 
     inference = fastest_in_rounds(inference_calls, rounds + 1, repeats=1)
     training = fastest_in_rounds(training_calls, rounds)
@@ -174,11 +193,11 @@ def main(argv=None) -> dict:
     for precision in PRECISIONS:
         result["training_images_per_s"][precision] = {
             name: round(train_batch / training[(precision, name)], 2)
-            for name in ("bare_stage", "stage_1", "stage_2")}
+            for name in ("bare_stage", "stage_1", "stage_2", "aan")}
         result["inference"][precision] = {
             name: {"batch64_images_per_s": round(64 / inference[(precision, name, 64)], 2),
                    "batch1_ms_per_face": round(1000 * inference[(precision, name, 1)], 2)}
-            for name in ("dan_2_stage", "bare_stage")}
+            for name in ("dan_2_stage", "bare_stage", "aan")}
         train, infer = result["training_images_per_s"][precision], result["inference"][precision]
         result["ratios"][precision] = {
             "inference_ratio": round(infer["dan_2_stage"]["batch64_images_per_s"]

@@ -121,6 +121,9 @@ class TrainerSection(_Section):
     steps_per_epoch: PositiveInt | None = None  # default: one pass over the train split
     precision: Literal["float32", "mixed_bfloat16"] = "float32"
     shuffle_buffer: PositiveInt = 4096
+    # Wall-clock limit of the Trainer's fitting in minutes (DAN's stages share it evenly,
+    # unused time passing on); training stops at an epoch end, keeping the best weights.
+    time_budget_minutes: Annotated[float, Field(gt=0)] | None = None
 
 
 class EvaluatorSection(_Section):
@@ -139,10 +142,14 @@ class BeamSection(_Section):
 
 
 # --- hyperparameter search (trainer/tuning.py, `facealign tune`) ---------------------------
-# The tunable names and the kind of value each takes. Only settings used inside a trial are
-# tunable: data.* and augment.* (the sigmas, copies, image size) are fixed for a sweep,
-# because the canonical data is prepared once, before the first trial.
+# The tunable names and the kind of value each takes. data.* and the rest of augment.*
+# (copies, image size, mirroring) are fixed for a sweep. The augmentation sigmas change the
+# prepared data: `facealign tune` prepares (and caches) the data of each distinct value, but
+# in the pipeline Augment runs once before the Tuner, so there they cannot be tuned.
+AUGMENT_TUNABLE = ("augment.translation_sigma", "augment.rotation_sigma_deg",
+                   "augment.scale_sigma")
 TUNABLE = {
+    **{name: ("float", ("dan", "aan")) for name in AUGMENT_TUNABLE},
     "trainer.learning_rate": ("float", ("dan", "aan")),
     "trainer.batch_size": ("int", ("dan", "aan")),
     "model.dan.dropout": ("float", ("dan",)),
@@ -223,8 +230,8 @@ class TunerSection(_Section):
     def _known_names(cls, space):
         for name, spec in space.items():
             if name not in TUNABLE:
-                hint = (" (augment.* and data.* are fixed for a sweep: the data is prepared "
-                        "once)" if name.split(".")[0] in ("augment", "data") else "")
+                hint = (" (data.* and augment.* other than the sigmas are fixed for a sweep)"
+                        if name.split(".")[0] in ("augment", "data") else "")
                 raise KeyedError(name, f"unknown hyperparameter{hint}; tunable: "
                                        f"{', '.join(sorted(TUNABLE))}")
             kind = TUNABLE[name][0]
@@ -271,6 +278,10 @@ class Config(_Section):
             if self.model.name not in models:
                 raise KeyedError(key, f"applies to model {'/'.join(models)}, not "
                                       f"{self.model.name} (model.name)")
+            if name in AUGMENT_TUNABLE and self.tuner.enabled:
+                raise KeyedError(key, "augmentation sigmas can be swept by `facealign tune` "
+                                      "only: with tuner.enabled the pipeline's Augment runs "
+                                      "once, before the Tuner")
             values = spec.values if spec.type == "choice" else [spec.min, spec.max]
             for value in values:
                 raw = yaml.safe_load(yaml.safe_dump(base))

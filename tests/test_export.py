@@ -276,3 +276,53 @@ def test_in_graph_crop_matches_eval_sample(exported, faces):
         same = canonical.eval_sample(gray, np.zeros((68, 2), np.float32), box, frame).image
         assert np.abs(ours.astype(int) - same.astype(int))[mask].max() <= 1, path.name
     assert black > 100  # the edge face did leave the photo
+
+
+def test_weights_are_stored_once(demo_data, tmp_path):
+    """The SavedModel's checkpoint holds each weight once (Keras' ExportArchive held two copies)."""
+    s0 = np.random.default_rng(0).uniform(20, 90, (68, 2)).astype(np.float32)
+    image = keras.Input((SIZE, SIZE, 1), dtype="uint8")
+    features = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(
+        keras.layers.Rescaling(1 / 255)(image)))
+    hidden = keras.layers.Dense(2048)(features)                 # 196*2048 weights: 1.6 MB
+    points = keras.layers.Reshape((68, 2))(keras.layers.Dense(136)(hidden))
+    model = keras.Model(image, {"stage_1": points, "stage_2": points})
+    path = tmp_path / "model"
+    export.export_saved_model(model, s0, str(path))
+    weight_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+    stored = sum(f.stat().st_size for f in (path / "variables").iterdir())
+    assert weight_bytes <= stored < 1.1 * weight_bytes
+    names = [name for name, _ in tf.train.list_variables(str(path / "variables" / "variables"))]
+    assert len([n for n in names if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]) == len(model.weights)
+    loaded = tf.saved_model.load(str(path))
+    crops = np.random.default_rng(1).integers(0, 255, (3, SIZE, SIZE, 1), np.uint8)
+    expected = model(crops)["stage_2"].numpy()
+    got = loaded.signatures["predict_canonical"](image=tf.constant(crops))["landmarks"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_trainer_warmup_faces_are_held_out_crops_with_their_boxes(demo_data, tmp_path):
+    """run.warmup_faces turns eval samples into (PNG, box) requests whose in-graph crop
+    reproduces the sample: the box really is the face's detector box in that picture."""
+    from facealign.canonical_example import encode_canonical_example
+    from trainer import run
+
+    root = demo_data / "300w"
+    records, _ = read_dataset(root, boxes=[root / "boxes.csv"], name="demo")
+    frame = canonical.CanonicalFrame.from_mean_shape(
+        geometry.procrustes_mean([r.landmarks for r in records]), SIZE)
+    samples = [canonical.eval_sample(cv2.imread(str(r.image_path)), r.landmarks, r.box, frame)
+               for r in records[:3]]
+    path = tmp_path / "eval-00000-of-00001.gz"
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for sample in samples:
+            writer.write(encode_canonical_example(sample, "demo:x").SerializeToString())
+    faces = run.warmup_faces([str(tmp_path / "eval-*")], count=2)
+    assert len(faces) == 2
+    graph = export._Graph(tiny_model(frame.mean_shape, probe=False), frame.mean_shape, SIZE)
+    for (png, box), sample in zip(faces, samples):
+        assert png.startswith(b"\x89PNG")
+        scale, centre = graph.fit(tf.constant([box], tf.float32))
+        np.testing.assert_allclose(scale.numpy(), [1.0], atol=1e-4)
+        crop = graph.crop_one((tf.constant(png), scale[0], centre[0])).numpy()[..., 0]
+        assert np.abs(crop.astype(int) - sample.image.astype(int)).max() <= 1

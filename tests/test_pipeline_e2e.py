@@ -138,3 +138,51 @@ def test_a_killed_run_completes_when_started_again(tmp_path):
     assert len(_versions(tmp_path)) == 1
     states = _executions(tmp_path)
     assert ("Augment", 5) in states  # the finished steps of the killed run were reused
+
+
+def test_tuner_in_the_pipeline_feeds_the_trainer(first_run):
+    """tuner.enabled: TFX's Tuner sweeps on the Augment output (cached from the first run)
+    and the Trainer trains with the best trial's values."""
+    tmp_path, _ = first_run
+    before = len(_executions(tmp_path))
+    result = _run(tmp_path, "tuner.enabled=true", "tuner.max_trials=2",
+                  "tuner.epochs_per_trial=1",
+                  "tuner.search_space={trainer.learning_rate: {type: choice, "
+                  "values: [0.0003, 0.003]}, model.dan.dropout: {type: choice, "
+                  "values: [0.0, 0.5]}}")
+    ran = {name: state for name, state in _executions(tmp_path)[before:]}
+    assert ran["Tuner"] == 3 and ran["Trainer"] == 3      # both executed (COMPLETE)
+    assert ran["Augment"] == 5                             # the data came from the cache
+    [best_file] = (tmp_path / "root").glob("Tuner/best_hyperparameters/*/best_hyperparameters.txt")
+    best = json.loads(best_file.read_text())["values"]
+    assert set(best) == {"trainer.learning_rate", "model.dan.dropout"}
+    assert f"Trainer: tuned hyperparameters {best}" in result.stdout
+    model_dirs = sorted((tmp_path / "root").glob("Trainer/model/*/Format-Serving"),
+                        key=lambda p: int(p.parent.name))
+    metadata = json.loads((model_dirs[-1] / "assets.extra" / "facealign_metadata.json")
+                          .read_text())
+    assert metadata["config"]["trainer"]["learning_rate"] == best["trainer.learning_rate"]
+    assert metadata["config"]["model"]["dan"]["dropout"] == best["model.dan.dropout"]
+
+
+def test_aan_goes_through_the_same_pipeline(first_run, shared_data):
+    """model.name=aan: same cached data, the AAN trained, evaluated and (if blessed) pushed
+    with the same serving signatures; its SavedModel has the final head only."""
+    tmp_path, _ = first_run
+    before = len(_executions(tmp_path))
+    result = _run(tmp_path, "model.name=aan", "model.aan.base_filters=4",
+                  "model.aan.embedding_dim=16", "evaluator.compare_to_baseline=false")
+    ran = {name: state for name, state in _executions(tmp_path)[before:]}
+    assert ran["Augment"] == 5 and ran["Trainer"] == 3 and ran["LandmarkEvaluator"] == 3
+    assert "AAN: validation NME" in result.stdout
+    model_dirs = sorted((tmp_path / "root").glob("Trainer/model/*/Format-Serving"),
+                        key=lambda p: int(p.parent.name))
+    metadata = json.loads((model_dirs[-1] / "assets.extra" / "facealign_metadata.json")
+                          .read_text())
+    assert metadata["model"] == "aan" and metadata["stages"] == 1
+    model = tf.saved_model.load(str(model_dirs[-1]))
+    image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
+    out = model.signatures["serving_default"](image_bytes=tf.constant([image]),
+                                              box=tf.constant([[108.5, 108.8, 324.4, 324.7]]))
+    assert set(out) == {"landmarks", "stage_spread"} and out["landmarks"].shape == (1, 68, 2)
+    assert np.isfinite(out["landmarks"].numpy()).all()

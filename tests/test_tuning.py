@@ -2,7 +2,9 @@
 validation, the KerasTuner search space, and a tiny resumable sweep on the demo faces."""
 import copy
 import csv
+import json
 import pathlib
+import re
 
 import keras_tuner as kt
 import pytest
@@ -28,8 +30,10 @@ def _cfg(space, **changes):
 @pytest.mark.parametrize("space, message", [
     ({"trainer.learnin_rate": {"type": "float", "min": 0.1, "max": 0.2}},
      "tuner.search_space.trainer.learnin_rate: unknown hyperparameter"),
-    ({"augment.scale_sigma": {"type": "float", "min": 0.1, "max": 0.2}},
-     "tuner.search_space.augment.scale_sigma: unknown hyperparameter (augment.*"),
+    ({"augment.copies": {"type": "int", "min": 1, "max": 2}},
+     "tuner.search_space.augment.copies: unknown hyperparameter (data.* and augment.*"),
+    ({"augment.scale_sigma": {"type": "float", "min": 0.1, "max": 2.0}},
+     "tuner.search_space.augment.scale_sigma: value 2.0 is out of range"),
     ({"model.dan.stages": {"type": "float", "min": 1, "max": 3}},
      "tuner.search_space.model.dan.stages: is an int hyperparameter"),
     ({"model.dan.stages": {"type": "int", "min": 1, "max": 5}},
@@ -74,7 +78,7 @@ def test_hyperparameters_have_the_declared_types_and_ranges():
 def test_aan_objective_and_space():
     cfg = _cfg({"model.aan.weight_decay": {"type": "float", "min": 1e-4, "max": 1e-2}},
                model={"name": "aan"})
-    assert tuning.objective_name(cfg) == "val_stage_1_nme"
+    assert tuning.objective_name(cfg) == "val_nme_inter_ocular"
     assert [p.name for p in tuning.build_hyperparameters(cfg).space] == ["model.aan.weight_decay"]
 
 
@@ -95,8 +99,9 @@ def test_tiny_sweep_writes_table_and_plot_and_resumes(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
     assert set(rows[0]) == {"trial_id", "status", "trainer.learning_rate", "model.dan.dropout",
-                            "val_nme", "seconds"}
-    assert all(r["status"] == "COMPLETED" and 0 < float(r["val_nme"]) < 10 for r in rows)
+                            "val_nme_inter_ocular", "seconds"}
+    assert all(r["status"] == "COMPLETED" and 0 < float(r["val_nme_inter_ocular"]) < 10
+               for r in rows)
     assert (project / "trials.png").stat().st_size > 1000
     assert "best hyperparameters" in out
     # Re-run: the budget is spent, the finished trials are reloaded, nothing trains.
@@ -113,7 +118,7 @@ def test_tiny_sweep_writes_table_and_plot_and_resumes(tmp_path, capsys):
         custom_config={"facealign": cfg.model_dump(mode="json")},
         transform_graph_path=str(data_dir), working_dir=str(tmp_path / "tfx"),
         train_files=["t"], eval_files=["e"]))
-    assert result.tuner.oracle.objective.name == "val_nme"
+    assert result.tuner.oracle.objective.name == "val_nme_inter_ocular"
     assert set(result.fit_kwargs) == {"train_files", "eval_files", "frame"}
 
 
@@ -139,3 +144,79 @@ def test_make_tuner_per_algorithm(tmp_path, algorithm, oracle):
     assert type(tuner.oracle).__name__ == oracle
     assert tuner.oracle.objective.direction == "min"
     assert tuner.project_dir == str(tmp_path / "facealign-demo")
+
+
+def test_augmentation_sigmas_are_swept_by_tune_only():
+    sigma = {"augment.rotation_sigma_deg": {"type": "choice", "values": [5.0, 20.0]}}
+    assert "augment.rotation_sigma_deg" in _cfg(sigma).tuner.search_space
+    with pytest.raises(config.ConfigError) as err:
+        _cfg(sigma, tuner={"enabled": True})
+    assert ("tuner.search_space.augment.rotation_sigma_deg: augmentation sigmas can be swept "
+            "by `facealign tune` only") in str(err.value)
+
+
+TINY = ["model.dan.base_filters=4", "model.dan.fc_units=16", "model.dan.stages=1",
+        "augment.copies=1", "data.eval_count=8", "trainer.batch_size=16",
+        "tuner.epochs_per_trial=1"]
+
+
+def test_sweep_over_an_augmentation_sigma_prepares_data_per_value(tmp_path, capsys):
+    args = ["tune", "--config", str(REPO / "pipeline.yaml"), "--trials", "2"]
+    for item in TINY + [f"tuner.directory={tmp_path}", "tuner.algorithm=random",
+                        "tuner.search_space={augment.scale_sigma: {type: choice, "
+                        "values: [0.05, 0.4]}}"]:
+        args += ["--set", item]
+    assert cli.main(args) == 0
+    with open(tmp_path / "facealign-demo" / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    sigmas = {float(r["augment.scale_sigma"]) for r in rows}
+    # one prepared folder per distinct value a trial used, each complete
+    folders = sorted(tmp_path.glob("data-*"))
+    assert len(folders) == len(sigmas) >= 1
+    assert all((d / "done").exists() and not d.name.count(".tmp-") for d in folders)
+    frames = [json.loads((d / "canonical_frame.json").read_text()) for d in folders]
+    assert len({f["train_samples"] for f in frames}) == 1   # same faces, other perturbations
+
+
+def test_distributed_sweep_runs_every_trial_once(tmp_path):
+    """KerasTuner's chief/worker mode on loopback: a chief (oracle only) and two workers
+    running the same `facealign tune` command; each of the 3 trials runs on one worker."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "facealign.cli", "tune", "--config",
+               str(REPO / "pipeline.yaml"), "--trials", "3"]
+    for item in TINY + [f"tuner.directory={tmp_path}",
+                        "tuner.search_space={trainer.learning_rate: {type: float, "
+                        "min: 0.0001, max: 0.01, sampling: log}}"]:
+        command += ["--set", item]
+    processes = {}
+    for role in ("chief", "tuner0", "tuner1"):
+        env = dict(os.environ, KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2")
+        processes[role] = subprocess.Popen(command, env=env, cwd=tmp_path, text=True,
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outputs = {}
+    try:
+        for role, process in processes.items():
+            outputs[role] = process.communicate(timeout=900)[0]
+    finally:
+        for process in processes.values():
+            process.kill()
+    for role, process in processes.items():
+        assert process.returncode == 0, f"{role} failed:\n{outputs[role][-3000:]}"
+    ran = {role: re.findall(r"tune: trial (\d+) \(\?/3\) on " + role + " COMPLETED",
+                            outputs[role]) for role in ("tuner0", "tuner1")}
+    trial_ids = ran["tuner0"] + ran["tuner1"]
+    assert sorted(trial_ids) == sorted(set(trial_ids)) and len(trial_ids) == 3, ran
+    assert "tune: trial " not in outputs["chief"]          # the chief only runs the oracle
+    with open(tmp_path / "facealign-demo" / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["trial_id"] for r in rows) == sorted(trial_ids)
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    assert "best hyperparameters" in outputs["chief"]

@@ -25,11 +25,13 @@ import numpy as np
 from facealign.config import AanConfig, TrainerSection
 from trainer import dan_input
 from trainer.aan_model import FINAL, build_aan_model, inference_model
-from trainer.losses import PUPILS, NormalizedLandmarkLoss, NormalizedMeanError, \
+from trainer.losses import CORNERS, PUPILS, NormalizedLandmarkLoss, NormalizedMeanError, \
     normalized_mean_error
+from trainer.time_budget import TimeBudget, stop_reason
 
 NME = "nme"                      # final output, aan_cfg.normalization
 NME_INTER_PUPIL = "nme_inter_pupil"   # final output, inter-pupil (comparable with DAN)
+NME_INTER_OCULAR = "nme_inter_ocular"  # final output, outer eye corners (sweeps' objective)
 
 
 @dataclasses.dataclass
@@ -41,6 +43,8 @@ class AanTrainingResult:
     initial_nme: float            # validation NME of S0 (aan_cfg.normalization)
     initial_nme_inter_pupil: float   # the same, inter-pupil normalised
     history: dict[str, list[float]]
+    stop_reason: str = "patience"  # or "max epochs" or "time budget"
+    nme_inter_ocular: float = float("nan")   # final output, outer eye corners
 
 
 def compile_aan(model: keras.Model, aan_cfg: AanConfig, learning_rate: float) -> None:
@@ -52,7 +56,8 @@ def compile_aan(model: keras.Model, aan_cfg: AanConfig, learning_rate: float) ->
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     losses = {key: NormalizedLandmarkLoss(aan_cfg.normalization) for key in model.output}
     metrics = {FINAL: [NormalizedMeanError(aan_cfg.normalization, name=NME),
-                       NormalizedMeanError(PUPILS, name=NME_INTER_PUPIL)]}
+                       NormalizedMeanError(PUPILS, name=NME_INTER_PUPIL),
+                       NormalizedMeanError(CORNERS, name=NME_INTER_OCULAR)]}
     model.compile(optimizer=optimizer, loss=losses, metrics=metrics)
 
 
@@ -104,6 +109,9 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
     callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode="min",
                                                patience=trainer_cfg.patience,
                                                restore_best_weights=True)]
+    budget = TimeBudget(None if trainer_cfg.time_budget_minutes is None
+                        else 60.0 * trainer_cfg.time_budget_minutes)
+    callbacks.append(budget)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "aan")))
     with warnings.catch_warnings():
@@ -117,9 +125,11 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
             steps=None if eval_xy is not None else trainer_cfg.steps_per_epoch,
             return_dict=True, verbose=0)
     nme, nme_pupils = float(scores[metric]), float(scores[f"{FINAL}_{NME_INTER_PUPIL}"])
+    reason = stop_reason(history.history, budget, trainer_cfg.max_epochs_per_stage)
     print(f"AAN: validation NME {nme:.4f} ({aan_cfg.normalization}), {nme_pupils:.4f} "
-          f"(inter-pupil) after {len(history.history['loss'])} epochs")
+          f"(inter-pupil) after {len(history.history['loss'])} epochs (ended by {reason})")
     return AanTrainingResult(model=inference_model(model), training_model=model, nme=nme,
                              nme_inter_pupil=nme_pupils, initial_nme=initial_nme,
                              initial_nme_inter_pupil=initial_pupils,
-                             history=history.history)
+                             history=history.history, stop_reason=reason,
+                             nme_inter_ocular=float(scores[f"{FINAL}_{NME_INTER_OCULAR}"]))

@@ -18,9 +18,13 @@ import numpy as np
 
 from facealign.config import DanConfig, TrainerSection
 from trainer import dan_input
+from trainer.time_budget import Deadline, TimeBudget, stop_reason
 from trainer.dan_model import (build_dan_model, num_stages, set_stage_trainable,
                                stage_model, stage_output_name)
-from trainer.losses import NormalizedLandmarkLoss, NormalizedMeanError, normalized_mean_error
+from trainer.losses import CORNERS, NormalizedLandmarkLoss, NormalizedMeanError, \
+    normalized_mean_error
+
+NME_INTER_OCULAR = "nme_inter_ocular"   # outer eye corners: the headline measure, and sweeps'
 
 
 @dataclasses.dataclass
@@ -29,6 +33,10 @@ class DanTrainingResult:
     stage_nme: list[float]              # validation NME (inter-pupil, fraction) after each stage
     initial_nme: float                  # validation NME of the mean shape S0, for reference
     histories: list[dict[str, list[float]]]   # Keras history of each stage's fit
+    stop_reasons: list[str] = dataclasses.field(default_factory=list)  # why each stage ended
+    # validation NME normalised by the outer eye corners after each stage (box diagonal
+    # for other than 68 points)
+    stage_nme_inter_ocular: list[float] = dataclasses.field(default_factory=list)
 
 
 def _mean_shape_nme(dataset, mean_shape: np.ndarray) -> float:
@@ -41,18 +49,26 @@ def _mean_shape_nme(dataset, mean_shape: np.ndarray) -> float:
 
 def train_stage(model: keras.Model, stage: int, train_data, eval_data,
                 trainer_cfg: TrainerSection, log_dir: str | None = None,
-                verbose="auto") -> tuple[float, dict]:
-    """Trains one stage of `model` with all earlier stages frozen; returns (val NME, history)."""
+                verbose="auto", time_budget_s: float | None = None) -> tuple[dict, dict, str]:
+    """Trains one stage of `model` with all earlier stages frozen.
+
+    Returns (validation scores {"nme": inter-pupil eq. 4, "nme_inter_ocular"},
+    Keras history, why training ended: patience, max epochs or time budget).
+    """
     for earlier in range(1, stage):
         set_stage_trainable(model, earlier, False)
     set_stage_trainable(model, stage, True)
     submodel = stage_model(model, stage)
     submodel.compile(optimizer=keras.optimizers.Adam(trainer_cfg.learning_rate),
-                     loss=NormalizedLandmarkLoss(), metrics=[NormalizedMeanError()])
+                     loss=NormalizedLandmarkLoss(),
+                     metrics=[NormalizedMeanError(),
+                              NormalizedMeanError(CORNERS, name=NME_INTER_OCULAR)])
     monitor = "val_loss" if eval_data is not None else "loss"
     callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode="min",
                                                patience=trainer_cfg.patience,
                                                restore_best_weights=True)]
+    budget = TimeBudget(time_budget_s)
+    callbacks.append(budget)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=os.path.join(log_dir, stage_output_name(stage))))
@@ -67,7 +83,9 @@ def train_stage(model: keras.Model, stage: int, train_data, eval_data,
             eval_data if eval_data is not None else train_data,
             steps=None if eval_data is not None else trainer_cfg.steps_per_epoch,
             return_dict=True, verbose=0)
-    return float(scores["nme"]), history.history
+    reason = stop_reason(history.history, budget, trainer_cfg.max_epochs_per_stage)
+    return ({key: float(scores[key]) for key in ("nme", NME_INTER_OCULAR)}, history.history,
+            reason)
 
 
 def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] | None,
@@ -99,15 +117,22 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         else float("nan")
     print(f"mean shape S0: validation NME {initial_nme:.4f}")
     normaliser = "inter-pupil distance" if mean_shape.shape[0] == 68 else "box diagonal"
-    stage_nme, histories = [], []
+    stage_nme, stage_nme_io, histories, reasons = [], [], [], []
+    deadline = Deadline(trainer_cfg.time_budget_minutes)
     for stage in range(1, num_stages(model) + 1):
-        nme, history = train_stage(model, stage, train_data, eval_data, trainer_cfg,
-                                   log_dir=log_dir, verbose=verbose)
+        scores, history, reason = train_stage(
+            model, stage, train_data, eval_data, trainer_cfg, log_dir=log_dir, verbose=verbose,
+            time_budget_s=deadline.share(num_stages(model) - stage + 1))
+        nme = scores["nme"]
         stage_nme.append(nme)
+        stage_nme_io.append(scores[NME_INTER_OCULAR])
         histories.append(history)
+        reasons.append(reason)
         print(f"stage {stage}: validation NME {nme:.4f} ({100 * nme:.2f}% of the "
-              f"{normaliser}) after {len(history['loss'])} epochs")
+              f"{normaliser}; {100 * scores[NME_INTER_OCULAR]:.2f}% inter-ocular) after "
+              f"{len(history['loss'])} epochs (ended by {reason})")
     for stage in range(1, num_stages(model) + 1):
         set_stage_trainable(model, stage, True)
     return DanTrainingResult(model=model, stage_nme=stage_nme, initial_nme=initial_nme,
-                             histories=histories)
+                             histories=histories, stop_reasons=reasons,
+                             stage_nme_inter_ocular=stage_nme_io)

@@ -109,6 +109,26 @@ class _Graph:
         return self.from_photos(parsed[names.RAW_IMAGE], parsed[names.RAW_BOX])
 
 
+class _ServingModule(tf.Module):
+    """What tf.saved_model.save writes: the signatures and each weight once.
+
+    Keras' ExportArchive checkpoints every weight twice (as the Keras variable
+    and as the tf.Variable inside it), doubling the SavedModel's size; this
+    module tracks only the tf.Variables the graph reads.
+    """
+
+    def __init__(self, model: keras.Model, graph: "_Graph", size: int):
+        super().__init__(name="facealign_serving")
+        self.weights_store = [variable.value for variable in model.variables]
+        self.serving_default = tf.function(graph.from_photos, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None, 4], tf.float32, name="box")])
+        self.serving_tf_example = tf.function(graph.from_examples, input_signature=[
+            tf.TensorSpec([None], tf.string, name="examples")])
+        self.predict_canonical = tf.function(graph.canonical, input_signature=[
+            tf.TensorSpec([None, size, size, 1], tf.uint8, name="image")])
+
+
 def export_saved_model(model: keras.Model, mean_shape, path: str, metadata: dict | None = None,
                        image_size: int | None = None,
                        warmup_faces: Iterable[tuple[bytes, Sequence[float]]] | None = None) -> str:
@@ -121,19 +141,11 @@ def export_saved_model(model: keras.Model, mean_shape, path: str, metadata: dict
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     size = int(image_size or model.inputs[0].shape[1])
     graph = _Graph(model, mean_shape, size)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default", graph.from_photos, input_signature=[
-            tf.TensorSpec([None], tf.string, name="image_bytes"),
-            tf.TensorSpec([None, 4], tf.float32, name="box")])
-    archive.add_endpoint(
-        "serving_tf_example", graph.from_examples,
-        input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    archive.add_endpoint(
-        "predict_canonical", graph.canonical,
-        input_signature=[tf.TensorSpec([None, size, size, 1], tf.uint8, name="image")])
-    archive.write_out(path, verbose=False)
+    module = _ServingModule(model, graph, size)
+    tf.saved_model.save(module, path, signatures={
+        "serving_default": module.serving_default,
+        "serving_tf_example": module.serving_tf_example,
+        "predict_canonical": module.predict_canonical})
     extra = os.path.join(path, "assets.extra")
     tf.io.gfile.makedirs(extra)
     warmup_count = write_warmup_requests(path, warmup_faces)

@@ -12,13 +12,12 @@ A trial:
 - DAN: the configured (or tuned) number of stages trained sequentially, as
   trainer.dan_training; `tuner.epochs_per_trial` is split over the stages
   (max(1, epochs // stages) epochs each), with early stopping
-  (`tuner.early_stopping_patience`, best weights kept). Objective: the final
-  stage's validation NME, `val_nme` - the metric DAN training produces (eq. 4,
-  inter-pupil normalised for 68 points).
-- AAN: one fit of `epochs_per_trial` epochs; objective `val_stage_1_nme`, the
-  validation NME of the final output with model.aan.normalization (default
-  "corners": inter-ocular).
-Both minimised. Hyperband gives a trial its epoch budget (`tuner/epochs`, with
+  (`tuner.early_stopping_patience`, best weights kept); the stages still train
+  on eq. 4 (inter-pupil).
+- AAN: one fit of `epochs_per_trial` epochs.
+Objective of both, minimised: `val_nme_inter_ocular`, the final output's
+validation NME normalised by the outer eye corners (the headline measure; the
+box diagonal for other than 68 points). Hyperband gives a trial its epoch budget (`tuner/epochs`, with
 epochs_per_trial as max_epochs); a trial always trains from scratch (no warm
 start from the earlier bracket's weights). max_trials does not apply to it.
 
@@ -48,12 +47,20 @@ import keras_tuner as kt
 
 from facealign import config as config_lib
 
-DAN_OBJECTIVE = "val_nme"
-AAN_OBJECTIVE = "val_stage_1_nme"
+OBJECTIVE = "val_nme_inter_ocular"
+
+
+def distributed_role() -> str | None:
+    """KERASTUNER_TUNER_ID in a chief/worker sweep (KERASTUNER_ORACLE_IP set), else None."""
+    import os
+
+    from keras_tuner.src.distribute import utils
+
+    return os.environ["KERASTUNER_TUNER_ID"] if utils.has_chief_oracle() else None
 
 
 def objective_name(cfg: config_lib.Config) -> str:
-    return AAN_OBJECTIVE if cfg.model.name == "aan" else DAN_OBJECTIVE
+    return OBJECTIVE
 
 
 def build_hyperparameters(cfg: config_lib.Config) -> kt.HyperParameters:
@@ -91,33 +98,41 @@ def train_trial(cfg: config_lib.Config, train_files, eval_files, frame: dict,
         result = aan_training.train_aan(
             train_files, eval_files, frame["mean_shape"], frame["pixel_mean"],
             frame["pixel_std"], cfg.model.aan, trainer_cfg, verbose=0, seed=cfg.augment.seed)
-        return float(result.nme)
+        return float(result.nme_inter_ocular)
     per_stage = max(1, epochs // cfg.model.dan.stages)
     trainer_cfg = cfg.trainer.model_copy(update={"max_epochs_per_stage": per_stage,
                                                  "patience": patience})
     result = dan_training.train_dan(
         train_files, eval_files, frame["mean_shape"], frame["pixel_mean"], frame["pixel_std"],
         cfg.model.dan, trainer_cfg, verbose=0, seed=cfg.augment.seed)
-    return float(result.stage_nme[-1])
+    return float(result.stage_nme_inter_ocular[-1])
 
 
 class _FaceAlignTrials:
     """Mixin over a KerasTuner tuner: a trial is `train_trial` on the trial's config.
 
-    search(train_files=..., eval_files=..., frame=...) passes the prepared data.
+    search(train_files=..., eval_files=..., frame=...) passes the prepared data;
+    search(prepare_data=fn) instead prepares it per trial: fn(trial config) ->
+    (train_files, eval_files, frame), for sweeps over the augmentation sigmas.
     """
 
     def __init__(self, *args, facealign_cfg: config_lib.Config, **kwargs):
         self.facealign_cfg = facealign_cfg
         super().__init__(*args, **kwargs)
 
-    def run_trial(self, trial, train_files=None, eval_files=None, frame=None, **_):
+    def run_trial(self, trial, train_files=None, eval_files=None, frame=None,
+                  prepare_data=None, **_):
         import keras
 
         cfg = self.facealign_cfg
         values = trial.hyperparameters.values
         epochs = int(values.get("tuner/epochs", cfg.tuner.epochs_per_trial))
         trial_cfg = config_with_hyperparameters(cfg, values)
+        if prepare_data is not None:
+            train_files, eval_files, frame = prepare_data(trial_cfg)
+        elif any(name in config_lib.AUGMENT_TUNABLE for name in values):
+            raise ValueError("augmentation sigmas are tuned, but the sweep was given fixed "
+                             "data (search(prepare_data=...) prepares it per trial)")
         started = time.monotonic()
         scores = []
         for _ in range(self.executions_per_trial):
@@ -134,10 +149,12 @@ class _FaceAlignTrials:
         seconds = metrics.get_last_value("seconds") if metrics.exists("seconds") else 0.0
         hps = {k: v for k, v in trial.hyperparameters.values.items()
                if not k.startswith("tuner/")}
-        done = len([t for t in self.oracle.trials.values()
-                    if t.status in ("COMPLETED", "INVALID", "FAILED")])
+        trials = getattr(self.oracle, "trials", None)   # None on a worker: the chief has them
+        done = "?" if trials is None else len(
+            [t for t in trials.values() if t.status in ("COMPLETED", "INVALID", "FAILED")])
         budget = getattr(self.oracle, "max_trials", None)
-        print(f"tune: trial {trial.trial_id} ({done}/{budget or '?'}) {trial.status}: "
+        worker = f" on {distributed_role()}" if distributed_role() else ""
+        print(f"tune: trial {trial.trial_id} ({done}/{budget or '?'}){worker} {trial.status}: "
               f"{name} {value:.4f} in {seconds:.0f} s, {hps}", flush=True)
 
     # The trials train their own models; nothing is checkpointed per trial.

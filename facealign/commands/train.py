@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
+import shutil
 
 from facealign import config
 from facealign.commands.config import add_config_arguments
@@ -32,7 +34,12 @@ def _prepare_key(cfg: config.Config) -> str:
 
 
 def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
-    """Writes canonical TFRecords per split and the frame; returns the frame."""
+    """Writes canonical TFRecords per split and the frame; returns the frame.
+
+    Written into a private folder and renamed into place, so processes
+    preparing the same data at once (a distributed sweep's workers) never read
+    a half-written folder; the first to finish wins.
+    """
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
@@ -68,7 +75,9 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
         copies=aug.copies, mirror=aug.mirror, translation_sigma=aug.translation_sigma,
         rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma, seed=aug.seed)
     stats = canonical.PixelStats()
-    out.mkdir(parents=True, exist_ok=True)
+    final, out = out, out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     samples = 0
     for split in ("train", "eval", "test"):
@@ -90,7 +99,13 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     pixel_mean, pixel_std = stats.extract()
     frame_io.write_frame(str(out), s0, pixel_mean, pixel_std, aug.image_size, len(train), samples)
     (out / "done").write_text("")
-    return frame_io.read_frame(str(out))
+    try:
+        os.rename(out, final)
+    except OSError:                      # another process finished the same data first
+        if not (final / "done").exists():
+            raise
+        shutil.rmtree(out, ignore_errors=True)
+    return frame_io.read_frame(str(final))
 
 
 def run(args) -> int:
