@@ -121,7 +121,12 @@ def evaluate(setup, name: str, tag: str, baseline: str | None = None, max_nme: f
 
 
 def blessing_state(blessing) -> tuple[int, set[str]]:
-    files = {p.name for p in pathlib.Path(blessing.uri).iterdir()}
+    """(blessed property, marker files); the evaluation copy for the Pusher is checked apart."""
+    folder = pathlib.Path(blessing.uri)
+    evaluation = json.loads((folder / executor.BLESSING_EVALUATION_FILE).read_text())
+    assert set(evaluation) == {"split", "failure_threshold", "metrics", "reason"}
+    assert evaluation["metrics"]["all"]["count"] > 0
+    files = {p.name for p in folder.iterdir()} - {executor.BLESSING_EVALUATION_FILE}
     return blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY), files
 
 

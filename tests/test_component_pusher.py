@@ -125,7 +125,7 @@ def test_next_version_on_an_object_store_listing(monkeypatch):
 
 # --- the executor ------------------------------------------------------------------------------
 
-def run_pusher(tmp_path: pathlib.Path, blessed: int):
+def run_pusher(tmp_path: pathlib.Path, blessed: int, evaluation: dict | None = None):
     model_dir = tmp_path / "model"
     fake_saved_model(model_dir / "Format-Serving")
     model = standard_artifacts.Model()
@@ -135,6 +135,9 @@ def run_pusher(tmp_path: pathlib.Path, blessed: int):
     blessing.uri = str(tmp_path / "blessing")
     blessing.id = 2
     blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, blessed)
+    if evaluation is not None:   # what the LandmarkEvaluator writes beside its marker
+        (tmp_path / "blessing").mkdir(parents=True)
+        (tmp_path / "blessing" / "evaluation.json").write_text(json.dumps(evaluation))
     pushed = standard_artifacts.PushedModel()
     pushed.uri = str(tmp_path / "pushed")
     pushed.id = 3
@@ -156,6 +159,16 @@ def test_executor_pushes_a_blessed_model(tmp_path):
     assert pushed.get_string_custom_property("pushed_version") == versions[0]
     assert pushed.get_string_custom_property("pushed_destination") == str(base / versions[0])
     assert tree(pathlib.Path(pushed.uri)) == tree(model_path)
+
+
+def test_pushed_metadata_carries_the_evaluation(tmp_path):
+    evaluation = {"split": "eval", "metrics": {"all": {"count": 100, "nme_inter_ocular": 5.4}}}
+    model_path, base, pushed = run_pusher(tmp_path, blessed=1, evaluation=evaluation)
+    [version] = os.listdir(base)
+    metadata = json.loads((base / version / executor.METADATA).read_text())
+    assert metadata == {"num_landmarks": 68, "evaluation": evaluation}
+    # the trainer's own artifact is left as it was
+    assert json.loads((model_path / executor.METADATA).read_text()) == {"num_landmarks": 68}
 
 
 def test_executor_does_not_push_an_unblessed_model(tmp_path):

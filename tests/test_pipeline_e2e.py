@@ -186,3 +186,25 @@ def test_aan_goes_through_the_same_pipeline(first_run, shared_data):
                                               box=tf.constant([[108.5, 108.8, 324.4, 324.7]]))
     assert set(out) == {"landmarks", "stage_spread"} and out["landmarks"].shape == (1, 68, 2)
     assert np.isfinite(out["landmarks"].numpy()).all()
+
+
+def test_publish_writes_the_model_card_from_the_run(first_run, tmp_path):
+    import importlib.util
+
+    root, _ = first_run
+    spec = importlib.util.spec_from_file_location("publish", REPO / "pretrained" / "publish.py")
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    out = tmp_path / "demo-model"
+    publish.main(["--config", str(REPO / "pipeline.yaml"), "--out", str(out),
+                  "--set", f"pipeline.root={root / 'root'}",
+                  "--set", f"serving.base_dir={root / 'serving'}"])
+    [version] = [p for p in out.iterdir() if p.name.isdigit()]
+    assert version.name == _versions(root)[-1]
+    metadata = json.loads((version / "assets.extra" / "facealign_metadata.json").read_text())
+    figures = metadata["evaluation"]["metrics"]["all"]
+    assert figures["count"] == 8
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"| all | 8 | {figures['nme_inter_ocular']:.2f}% |" in card
+    assert "After stage 1: validation NME" in card
+    assert (out / "ced.png").read_bytes()[:4] == b"\x89PNG"

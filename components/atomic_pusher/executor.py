@@ -1,4 +1,4 @@
-"""The standard Pusher, but a version folder appears all at once.
+"""The standard Pusher, but a version folder appears all at once, with its evaluation.
 
 TF Serving polls `<base>/<model>/` for numeric version folders. The stock
 Pusher copies straight into `<base>/<version>/`, so a server can see a half
@@ -6,9 +6,14 @@ copied version. Here the model is copied into a hidden staging folder beside
 it (a name TF Serving ignores) and then renamed, which is atomic on one
 POSIX filesystem. Object stores have no atomic rename; there the copy falls
 back to the stock behaviour (saved_model.pb written last).
+
+The pushed copy's assets.extra/facealign_metadata.json also gets the
+Evaluator's figures (from the blessing artifact), so a serving consumer can
+read how good the version it calls is.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -22,15 +27,42 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.landmark_evaluator.executor import BLESSING_EVALUATION_FILE
+
 STAGING_PREFIX = ".incoming-"
+METADATA = os.path.join("assets.extra", "facealign_metadata.json")  # trainer/export.py writes it
+
+
+def add_evaluation(model_dir: str, evaluation: dict | None) -> bool:
+    """Merges the evaluation into the model's metadata file; False when there is none."""
+    path = os.path.join(model_dir, METADATA)
+    if evaluation is None or not fileio.exists(path):
+        return False
+    with fileio.open(path, "r") as handle:
+        metadata = json.load(handle)
+    metadata["evaluation"] = evaluation
+    with fileio.open(path, "w") as handle:
+        handle.write(json.dumps(metadata, indent=1))
+    return True
+
+
+def _blessing_evaluation(input_dict) -> dict | None:
+    blessing = artifact_utils.get_single_instance(
+        input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+    path = os.path.join(blessing.uri, BLESSING_EVALUATION_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as handle:
+        return json.load(handle)
 
 
 def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def publish_atomically(model_path: str, base_directory: str, version: str) -> str:
-    """Copies a SavedModel to base/version via a staging folder and a rename."""
+def publish_atomically(model_path: str, base_directory: str, version: str,
+                       evaluation: dict | None = None) -> str:
+    """Copies a SavedModel (+ its evaluation) to base/version via a staging folder and a rename."""
     target = os.path.join(base_directory, version)
     if os.path.exists(target):
         raise FileExistsError(f"model version {target} already exists")
@@ -39,6 +71,7 @@ def publish_atomically(model_path: str, base_directory: str, version: str) -> st
     shutil.rmtree(staging, ignore_errors=True)
     try:
         shutil.copytree(model_path, staging)
+        add_evaluation(staging, evaluation)
         os.rename(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -75,11 +108,13 @@ class Executor(pusher_executor.Executor):
         if not base:
             raise ValueError("Pusher needs push_destination.filesystem.base_directory")
         version = next_version(base)
+        evaluation = _blessing_evaluation(input_dict)
         if _is_local(base):
-            serving_path = publish_atomically(model_path, base, version)
+            serving_path = publish_atomically(model_path, base, version, evaluation)
         else:
             serving_path = os.path.join(base, version)
             io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
+            add_evaluation(serving_path, evaluation)
             io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
                                os.path.join(serving_path, "saved_model.pb"))
         logging.info("Model version %s published at %s", version, serving_path)

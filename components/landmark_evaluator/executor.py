@@ -26,6 +26,8 @@ from components.landmark_evaluator import evaluation
 from facealign import metrics
 
 METRICS_FILE = "metrics.json"
+# Beside the blessing marker: the figures the Pusher writes into the pushed model's metadata.
+BLESSING_EVALUATION_FILE = "evaluation.json"
 CED_FILE = "ced.png"
 
 
@@ -85,6 +87,10 @@ class Executor(base_executor.BaseExecutor):
         metrics.plot_ced(curves, os.path.join(evaluation_artifact.uri, CED_FILE), threshold,
                          title=f"CED on split {split!r}")
         self._write_blessing(blessing, model, baselines, blessed, reason)
+        io_utils.write_string_file(
+            os.path.join(blessing.uri, BLESSING_EVALUATION_FILE),
+            json.dumps({"split": split, "failure_threshold": threshold,
+                        "metrics": report["metrics"], "reason": reason}, indent=1))
         logging.info("Evaluation: %s", json.dumps(report["metrics"]["all"]))
         print(f"Evaluator: {'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
 

@@ -1,0 +1,150 @@
+"""Copies the newest pushed version of a pipeline run into pretrained/ with a MODEL_CARD.md.
+
+The card is written from what the run recorded, not typed by hand: the
+model's metadata (configuration, per-stage validation NME, training time,
+how each stage ended), the Evaluator's metrics.json for that model (the
+held-out faces, per subset) and the Augment artifact's canonical frame (how
+many faces and samples it trained on). The copy's metadata gets the
+evaluation, as the Pusher writes it, and the CED plot goes beside the card.
+
+  python pretrained/publish.py --config configs/300w.yaml --out pretrained/dan-300w
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from components.atomic_pusher.executor import METADATA, add_evaluation  # noqa: E402
+from facealign import config as config_lib  # noqa: E402
+
+HEADLINE = ("nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "auc_0.08",
+            "failure_rate_0.08")
+
+
+def newest_version(base: pathlib.Path) -> pathlib.Path:
+    versions = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        raise SystemExit(f"no pushed version under {base}")
+    return versions[-1]
+
+
+def evaluation_of(root: pathlib.Path, metadata: dict) -> tuple[dict, pathlib.Path]:
+    """The Evaluator report (and its folder) of the Trainer model this version was copied from."""
+    for report_path in sorted(root.glob("LandmarkEvaluator/evaluation/*/metrics.json"),
+                              key=lambda p: -int(p.parent.name)):
+        report = json.loads(report_path.read_text())
+        source = pathlib.Path(report["model"]) / "Format-Serving" / METADATA
+        if source.exists() and json.loads(source.read_text()).get("exported_at") == \
+                metadata.get("exported_at"):
+            return report, report_path.parent
+    raise SystemExit(f"no Evaluator report under {root} for the model exported at "
+                     f"{metadata.get('exported_at')}")
+
+
+def frame_of(root: pathlib.Path) -> dict:
+    frames = sorted(root.glob("Augment/canonical_frame/*/canonical_frame.json"),
+                    key=lambda p: int(p.parent.name))
+    return json.loads(frames[-1].read_text()) if frames else {}
+
+
+def size_mb(folder: pathlib.Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: dict,
+         config_path: str) -> str:
+    cfg = metadata["config"]
+    model = cfg["model"]["name"]
+    per_stage = metadata["validation_nme_inter_pupil_per_stage"]
+    per_stage_io = metadata.get("validation_nme_inter_ocular_per_stage")
+    lines = [
+        f"# {name}", "",
+        f"{'Deep Alignment Network (Kowalski et al. 2017), ' + str(metadata['stages']) + ' stages' if model == 'dan' else 'Attentional Alignment Network (Yue et al. 2018)'}"
+        f", 68 landmarks, trained by `facealign run --config {config_path}` on this project's "
+        f"2-core CPU machine. TF Serving layout: `{version.name}/` is the version folder "
+        f"({size_mb(version):.1f} MB).", "",
+        "## Data", "",
+        f"- Training: {frame.get('train_faces', '?')} faces of the shared 300-W training data "
+        f"(AFW + HELEN train, detector boxes), {frame.get('train_samples', '?')} augmented "
+        f"samples ({cfg['augment']['copies']} per face: mirroring, translation sigma "
+        f"{cfg['augment']['translation_sigma']}, rotation sigma "
+        f"{cfg['augment']['rotation_sigma_deg']} degrees, scale sigma "
+        f"{cfg['augment']['scale_sigma']}).",
+        f"- Validation: {report['metrics']['all']['count']} faces held out at random "
+        f"(seed {cfg['data']['seed']}) from the same data, never trained on; early stopping "
+        "and the figures below use them. They come from the same distribution as the training "
+        "faces: these are not 300-W test-set (common / challenging / full) figures.", "",
+        "## Training", "",
+        f"- Precision {cfg['trainer']['precision']}, batch {cfg['trainer']['batch_size']}, "
+        f"Adam at {cfg['trainer']['learning_rate']}, validation every "
+        f"{cfg['trainer']['steps_per_epoch']} steps, patience {cfg['trainer']['patience']}, "
+        f"time budget {cfg['trainer'].get('time_budget_minutes')} min.",
+        f"- Training time: {metadata['training_seconds'] / 60:.1f} min; epochs per stage "
+        f"{metadata.get('epochs_per_stage')}, ended by {metadata.get('ended_by')}.",
+        f"- Validation NME of the mean shape S0 fitted to the detector box: "
+        f"{percent(metadata['validation_nme_mean_shape'])} (inter-pupil).",
+    ]
+    for stage, nme in enumerate(per_stage, 1):
+        io = f", {percent(per_stage_io[stage - 1])} inter-ocular" if per_stage_io else ""
+        lines.append(f"- After stage {stage}: validation NME {percent(nme)} inter-pupil{io}.")
+    lines += ["", "## Evaluation (LandmarkEvaluator, held-out faces, original image pixels)", "",
+              "| subset | faces | NME inter-ocular | NME inter-pupil | NME box diagonal | "
+              "AUC@0.08 | failure@0.08 |", "|---|---|---|---|---|---|---|"]
+    for subset, figures in report["metrics"].items():
+        lines.append(f"| {subset} | {figures['count']} | {figures['nme_inter_ocular']:.2f}% | "
+                     f"{figures['nme_inter_pupil']:.2f}% | {figures['nme_box_diagonal']:.2f}% | "
+                     f"{figures['auc_0.08']:.3f} | {figures['failure_rate_0.08']:.1f}% |")
+    lines += ["", f"Blessing: {report['reason']}. CED curve: `ced.png`.", "",
+              "## Use", "",
+              "```sh",
+              f"facealign serve --model-base-path pretrained/{name} --port 8501",
+              f"facealign predict --model pretrained/{name}/{version.name} photo.jpg "
+              "--overlay out.png",
+              "```", "",
+              "Signatures: `serving_default` (image_bytes, box x0,y0,x1,y1 -> landmarks in image "
+              "pixels, stage_spread), `serving_tf_example`, `predict_canonical`; metadata with "
+              "the mean shape, this configuration and the evaluation in "
+              "`assets.extra/facealign_metadata.json`.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="the run's configuration file")
+    parser.add_argument("--out", required=True, help="pretrained/<name> folder to (re)write")
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        metavar="KEY=VALUE", help="configuration override, as facealign run")
+    args = parser.parse_args(argv)
+    cfg = config_lib.load(args.config, args.overrides)
+    root = cfg.resolve(cfg.pipeline.root)
+    version = newest_version(cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name)
+    metadata = json.loads((version / METADATA).read_text())
+    report, evaluation_dir = evaluation_of(root, metadata)
+    out = pathlib.Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copytree(version, out / version.name)
+    add_evaluation(str(out / version.name), {"split": report["split"],
+                                             "metrics": report["metrics"],
+                                             "reason": report["reason"]})
+    shutil.copy(evaluation_dir / "ced.png", out / "ced.png")
+    metadata = json.loads((out / version.name / METADATA).read_text())
+    (out / "MODEL_CARD.md").write_text(card(out.name, out / version.name, metadata, report,
+                                            frame_of(root), args.config))
+    print(f"published {version} -> {out / version.name} ({size_mb(out / version.name):.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
