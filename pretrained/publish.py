@@ -1,11 +1,17 @@
 """Copies the newest pushed version of a pipeline run into pretrained/ with a MODEL_CARD.md.
 
-The card is written from what the run recorded, not typed by hand: the
-model's metadata (configuration, per-stage validation NME, training time,
+The card is written from what the run recorded, not typed by hand (plus an
+optional --note): the model's metadata (configuration, per-stage validation NME, training time,
 how each stage ended), the Evaluator's metrics.json for that model (the
 held-out faces, per subset) and the Augment artifact's canonical frame (how
 many faces and samples it trained on). The copy's metadata gets the
 evaluation, as the Pusher writes it, and the CED plot goes beside the card.
+
+Versions pushed before the exporter stored each weight once (Keras'
+ExportArchive wrote every weight twice, ~178 MB for the 2-stage DAN) are
+re-saved with their own signatures and each weight once, and the copy is
+checked to answer exactly as the original; versions without real warmup
+requests get the run's first held-out faces (trainer.run.warmup_faces).
 
   python pretrained/publish.py --config configs/300w.yaml --out pretrained/dan-300w
 """
@@ -35,16 +41,60 @@ def newest_version(base: pathlib.Path) -> pathlib.Path:
 
 
 def evaluation_of(root: pathlib.Path, metadata: dict) -> tuple[dict, pathlib.Path]:
-    """The Evaluator report (and its folder) of the Trainer model this version was copied from."""
+    """The Evaluator report (and its folder) of the Trainer model this version was copied from:
+    the one whose metadata is this version's (less the evaluation the Pusher added)."""
+    mine = {k: v for k, v in metadata.items() if k != "evaluation"}
     for report_path in sorted(root.glob("LandmarkEvaluator/evaluation/*/metrics.json"),
                               key=lambda p: -int(p.parent.name)):
         report = json.loads(report_path.read_text())
         source = pathlib.Path(report["model"]) / "Format-Serving" / METADATA
-        if source.exists() and json.loads(source.read_text()).get("exported_at") == \
-                metadata.get("exported_at"):
+        if source.exists() and json.loads(source.read_text()) == mine:
             return report, report_path.parent
-    raise SystemExit(f"no Evaluator report under {root} for the model exported at "
-                     f"{metadata.get('exported_at')}")
+    raise SystemExit(f"no Evaluator report under {root} for this model")
+
+
+def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
+    """Copies a SavedModel, re-saving it when its checkpoint holds weights twice; True if so."""
+    import numpy as np
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(src))
+    signatures = {name: loaded.signatures[name] for name in loaded.signatures}
+    captured = {id(t) for fn in signatures.values() for t in fn.captured_inputs}
+    weights = [v for v in loaded.variables if id(v.handle) in captured]
+    weight_bytes = sum(int(np.prod(v.shape)) * v.dtype.size for v in weights)
+    stored = sum(p.stat().st_size for p in (src / "variables").iterdir())
+    if stored < 1.5 * weight_bytes:
+        shutil.copytree(src, dst)
+        return False
+    module = tf.Module()
+    module.weights_store = weights
+    tf.saved_model.save(module, str(dst), signatures=signatures)
+    shutil.copytree(src / "assets.extra", dst / "assets.extra")
+    again = tf.saved_model.load(str(dst))
+    crops = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 112, 112, 1), np.uint8))
+    for name in ("landmarks", "stage_spread"):
+        a = loaded.signatures["predict_canonical"](image=crops)[name].numpy()
+        b = again.signatures["predict_canonical"](image=crops)[name].numpy()
+        if not np.array_equal(a, b):
+            raise SystemExit(f"the re-saved model answers differently ({name})")
+    return True
+
+
+def ensure_real_warmup(root: pathlib.Path, model_dir: pathlib.Path) -> int:
+    """Real held-out faces as warmup requests where the version has none; their count."""
+    from trainer import export, run
+
+    metadata = json.loads((model_dir / METADATA).read_text())
+    if metadata.get("warmup_requests", 0) > 1:      # written from real faces already
+        return metadata["warmup_requests"]
+    splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
+                    key=lambda p: int(p.parent.name))
+    count = export.write_warmup_requests(str(model_dir),
+                                         run.warmup_faces([str(splits[-1] / "*")]))
+    metadata["warmup_requests"] = count
+    (model_dir / METADATA).write_text(json.dumps(metadata, indent=1))
+    return count
 
 
 def frame_of(root: pathlib.Path) -> dict:
@@ -62,7 +112,7 @@ def percent(value) -> str:
 
 
 def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: dict,
-         config_path: str) -> str:
+         config_path: str, provenance: str, note: str = "") -> str:
     cfg = metadata["config"]
     model = cfg["model"]["name"]
     per_stage = metadata["validation_nme_inter_pupil_per_stage"]
@@ -72,7 +122,8 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         f"{'Deep Alignment Network (Kowalski et al. 2017), ' + str(metadata['stages']) + ' stages' if model == 'dan' else 'Attentional Alignment Network (Yue et al. 2018)'}"
         f", 68 landmarks, trained by `facealign run --config {config_path}` on this project's "
         f"2-core CPU machine. TF Serving layout: `{version.name}/` is the version folder "
-        f"({size_mb(version):.1f} MB).", "",
+        f"({size_mb(version):.1f} MB).", "", provenance, "",
+        *([note, ""] if note else []),
         "## Data", "",
         f"- Training: {frame.get('train_faces', '?')} faces of the shared 300-W training data "
         f"(AFW + HELEN train, detector boxes), {frame.get('train_samples', '?')} augmented "
@@ -88,9 +139,12 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         f"- Precision {cfg['trainer']['precision']}, batch {cfg['trainer']['batch_size']}, "
         f"Adam at {cfg['trainer']['learning_rate']}, validation every "
         f"{cfg['trainer']['steps_per_epoch']} steps, patience {cfg['trainer']['patience']}, "
-        f"time budget {cfg['trainer'].get('time_budget_minutes')} min.",
+        f"at most {cfg['trainer']['max_epochs_per_stage']} epochs per stage, "
+        + (f"time budget {cfg['trainer']['time_budget_minutes']:g} min."
+           if cfg['trainer'].get('time_budget_minutes') else "no time budget."),
         f"- Training time: {metadata['training_seconds'] / 60:.1f} min; epochs per stage "
-        f"{metadata.get('epochs_per_stage')}, ended by {metadata.get('ended_by')}.",
+        f"{metadata.get('epochs_per_stage', '(not recorded by this version)')}, ended by "
+        f"{metadata.get('ended_by', '(not recorded by this version)')}.",
         f"- Validation NME of the mean shape S0 fitted to the detector box: "
         f"{percent(metadata['validation_nme_mean_shape'])} (inter-pupil).",
     ]
@@ -122,26 +176,35 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the run's configuration file")
     parser.add_argument("--out", required=True, help="pretrained/<name> folder to (re)write")
+    parser.add_argument("--version", help="the pushed version to publish (default: newest)")
+    parser.add_argument("--note", default="", help="a paragraph for the card (Markdown)")
     parser.add_argument("--set", action="append", default=[], dest="overrides",
                         metavar="KEY=VALUE", help="configuration override, as facealign run")
     args = parser.parse_args(argv)
     cfg = config_lib.load(args.config, args.overrides)
     root = cfg.resolve(cfg.pipeline.root)
-    version = newest_version(cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name)
+    base = cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name
+    version = base / args.version if args.version else newest_version(base)
     metadata = json.loads((version / METADATA).read_text())
     report, evaluation_dir = evaluation_of(root, metadata)
     out = pathlib.Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    shutil.copytree(version, out / version.name)
+    resaved = compact_copy(version, out / version.name)
+    warmup = ensure_real_warmup(root, out / version.name)
     add_evaluation(str(out / version.name), {"split": report["split"],
                                              "metrics": report["metrics"],
                                              "reason": report["reason"]})
     shutil.copy(evaluation_dir / "ced.png", out / "ced.png")
     metadata = json.loads((out / version.name / METADATA).read_text())
+    provenance = (f"Pushed by the pipeline as version {version.name} of "
+                  f"`{cfg.serving.model_name}` (blessing: {report['reason']})"
+                  + ("; re-saved here with each weight once (it was pushed by the exporter "
+                     "that stored every weight twice), answering exactly as pushed" if resaved
+                     else "") + f". {warmup} warmup requests (real held-out faces).")
     (out / "MODEL_CARD.md").write_text(card(out.name, out / version.name, metadata, report,
-                                            frame_of(root), args.config))
+                                            frame_of(root), args.config, provenance, args.note))
     print(f"published {version} -> {out / version.name} ({size_mb(out / version.name):.1f} MB)")
     return 0
 
