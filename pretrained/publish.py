@@ -60,8 +60,7 @@ def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
 
     loaded = tf.saved_model.load(str(src))
     signatures = {name: loaded.signatures[name] for name in loaded.signatures}
-    captured = {id(t) for fn in signatures.values() for t in fn.captured_inputs}
-    weights = [v for v in loaded.variables if id(v.handle) in captured]
+    weights = list({id(v): v for fn in signatures.values() for v in fn.variables}.values())
     weight_bytes = sum(int(np.prod(v.shape)) * v.dtype.size for v in weights)
     stored = sum(p.stat().st_size for p in (src / "variables").iterdir())
     if stored < 1.5 * weight_bytes:
