@@ -184,6 +184,8 @@ def main(argv=None) -> int:
     root = cfg.resolve(cfg.pipeline.root)
     base = cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name
     version = base / args.version if args.version else newest_version(base)
+    if not (version / METADATA).is_file():
+        raise SystemExit(f"{version}: not a facealign SavedModel version (no {METADATA})")
     metadata = json.loads((version / METADATA).read_text())
     report, evaluation_dir = evaluation_of(root, metadata)
     out = pathlib.Path(args.out)

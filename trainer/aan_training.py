@@ -27,7 +27,7 @@ from trainer import dan_input
 from trainer.aan_model import FINAL, build_aan_model, inference_model
 from trainer.losses import CORNERS, PUPILS, NormalizedLandmarkLoss, NormalizedMeanError, \
     normalized_mean_error
-from trainer.time_budget import TimeBudget, stop_reason
+from trainer.time_budget import Deadline, TimeBudget, stop_reason
 
 NME = "nme"                      # final output, aan_cfg.normalization
 NME_INTER_PUPIL = "nme_inter_pupil"   # final output, inter-pupil (comparable with DAN)
@@ -109,8 +109,7 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
     callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode="min",
                                                patience=trainer_cfg.patience,
                                                restore_best_weights=True)]
-    budget = TimeBudget(None if trainer_cfg.time_budget_minutes is None
-                        else 60.0 * trainer_cfg.time_budget_minutes)
+    budget = TimeBudget(Deadline(trainer_cfg.time_budget_minutes).share(1))
     callbacks.append(budget)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "aan")))

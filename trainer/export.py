@@ -117,7 +117,7 @@ class _ServingModule(tf.Module):
     module tracks only the tf.Variables the graph reads.
     """
 
-    def __init__(self, model: keras.Model, graph: "_Graph", size: int):
+    def __init__(self, model: keras.Model, graph: "_Graph"):
         super().__init__(name="facealign_serving")
         self.weights_store = [variable.value for variable in model.variables]
         self.serving_default = tf.function(graph.from_photos, input_signature=[
@@ -126,7 +126,7 @@ class _ServingModule(tf.Module):
         self.serving_tf_example = tf.function(graph.from_examples, input_signature=[
             tf.TensorSpec([None], tf.string, name="examples")])
         self.predict_canonical = tf.function(graph.canonical, input_signature=[
-            tf.TensorSpec([None, size, size, 1], tf.uint8, name="image")])
+            tf.TensorSpec([None, graph.size, graph.size, 1], tf.uint8, name="image")])
 
 
 def export_saved_model(model: keras.Model, mean_shape, path: str, metadata: dict | None = None,
@@ -141,7 +141,7 @@ def export_saved_model(model: keras.Model, mean_shape, path: str, metadata: dict
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     size = int(image_size or model.inputs[0].shape[1])
     graph = _Graph(model, mean_shape, size)
-    module = _ServingModule(model, graph, size)
+    module = _ServingModule(model, graph)
     tf.saved_model.save(module, path, signatures={
         "serving_default": module.serving_default,
         "serving_tf_example": module.serving_tf_example,

@@ -37,6 +37,7 @@ import numpy as np
 
 from facealign.errors import UserError
 
+DEFAULT_MAX_SPREAD = 0.05   # calibration in the module docstring
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
@@ -52,7 +53,7 @@ def add_parser(sub) -> None:
                         help="per-frame results (default: OUT.json, or OUT/track.json)")
     parser.add_argument("--box", help="the face's box x0,y0,x1,y1 in the first frame "
                                       "(default: detect it)")
-    parser.add_argument("--max-spread", type=float, default=0.05,
+    parser.add_argument("--max-spread", type=float, default=DEFAULT_MAX_SPREAD,
                         help="stage_spread above which the face counts as lost (default 0.05, "
                              "calibrated by benchmarks/tracking_spread.py)")
     parser.add_argument("--min-face", type=float, default=12.0,
@@ -191,7 +192,7 @@ def lost_reason(landmarks, spread: float, frame_shape, previous, max_spread: flo
 
 
 class Tracker:
-    def __init__(self, model, first_box=None, cascade=None, max_spread: float = 0.05,
+    def __init__(self, model, first_box=None, cascade=None, max_spread: float = DEFAULT_MAX_SPREAD,
                  min_face: float = 12.0, encoding: str = ".bmp"):
         self.model = model
         self.first_box = first_box
