@@ -110,6 +110,21 @@ def percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def aan_lines(aan: dict) -> list[str]:
+    """The AAN's choices that its metadata records and the DAN's card has no place for."""
+    widths = "/".join(str(aan["base_filters"] * 2 ** k) for k in range(4))
+    low, high = aan["lr_boundaries"]
+    return [
+        f"- Network: bottleneck widths {widths}, attention "
+        f"{'on' if aan['attention'] else 'off (ablation)'}, {aan['embedding']} embedding of "
+        f"d = {aan['embedding_dim']}, intermediate supervision "
+        f"{'on (the heads are not exported)' if aan['intermediate_supervision'] else 'off'}.",
+        f"- AdamW, weight decay {aan['weight_decay']:g}; learning rate /10 after {low} and "
+        f"/100 after {high} steps; loss: {aan['normalization']}-normalised NME summed over "
+        "the outputs.",
+    ]
+
+
 def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: dict,
          config_path: str, provenance: str, note: str = "") -> str:
     cfg = metadata["config"]
@@ -147,9 +162,12 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         f"- Validation NME of the mean shape S0 fitted to the detector box: "
         f"{percent(metadata['validation_nme_mean_shape'])} (inter-pupil).",
     ]
+    if model == "aan":
+        lines += aan_lines(cfg["model"]["aan"])
     for stage, nme in enumerate(per_stage, 1):
         io = f", {percent(per_stage_io[stage - 1])} inter-ocular" if per_stage_io else ""
-        lines.append(f"- After stage {stage}: validation NME {percent(nme)} inter-pupil{io}.")
+        when = f"After stage {stage}" if model == "dan" else "After training"
+        lines.append(f"- {when}: validation NME {percent(nme)} inter-pupil{io}.")
     lines += ["", "## Evaluation (LandmarkEvaluator, held-out faces, original image pixels)", "",
               "| subset | faces | NME inter-ocular | NME inter-pupil | NME box diagonal | "
               "AUC@0.08 | failure@0.08 |", "|---|---|---|---|---|---|---|"]

@@ -1,0 +1,49 @@
+"""pretrained/publish.py's model card says which network it describes (unit level; the
+end-to-end test in test_pipeline_e2e.py publishes a real DAN run)."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from facealign import config as config_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def publish():
+    spec = importlib.util.spec_from_file_location("publish", REPO / "pretrained" / "publish.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _card(publish, tmp_path, config_file, per_stage):
+    cfg = config_lib.load(str(REPO / config_file), [])
+    metadata = {"config": cfg.model_dump(mode="json"), "stages": len(per_stage),
+                "validation_nme_inter_pupil_per_stage": per_stage,
+                "validation_nme_inter_ocular_per_stage": [v * 0.7 for v in per_stage],
+                "validation_nme_mean_shape": 0.2267, "training_seconds": 600.0,
+                "epochs_per_stage": [3] * len(per_stage), "ended_by": ["patience"] * len(per_stage)}
+    figures = {"count": 100, "nme_inter_ocular": 6.0, "nme_inter_pupil": 8.4,
+               "nme_box_diagonal": 2.6, "auc_0.08": 0.3, "failure_rate_0.08": 12.0}
+    report = {"metrics": {"all": figures}, "reason": "blessed"}
+    version = tmp_path / "17"
+    version.mkdir(exist_ok=True)
+    return publish.card("m", version, metadata, report, {}, config_file, "provenance")
+
+
+def test_aan_card_names_its_network_and_schedule(publish, tmp_path):
+    text = _card(publish, tmp_path, "configs/300w-aan.yaml", [0.12])
+    assert "Attentional Alignment Network" in text
+    assert "bottleneck widths 16/32/64/128, attention on, cosine embedding of d = 256" in text
+    assert "/10 after 900 and /100 after 2800 steps" in text
+    assert "- After training: validation NME 12.00% inter-pupil, 8.40% inter-ocular." in text
+    assert "After stage" not in text
+
+
+def test_dan_card_lists_each_stage(publish, tmp_path):
+    text = _card(publish, tmp_path, "configs/300w.yaml", [0.15, 0.08])
+    assert "Deep Alignment Network (Kowalski et al. 2017), 2 stages" in text
+    assert "- After stage 2: validation NME 8.00% inter-pupil, 5.60% inter-ocular." in text
+    assert "bottleneck" not in text
