@@ -151,7 +151,7 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         "faces: these are not 300-W test-set (common / challenging / full) figures.", "",
         "## Training", "",
         f"- Precision {cfg['trainer']['precision']}, batch {cfg['trainer']['batch_size']}, "
-        f"Adam at {cfg['trainer']['learning_rate']}, validation every "
+        f"learning rate {cfg['trainer']['learning_rate']}, validation every "
         f"{cfg['trainer']['steps_per_epoch']} steps, patience {cfg['trainer']['patience']}, "
         f"at most {cfg['trainer']['max_epochs_per_stage']} epochs per stage, "
         + (f"time budget {cfg['trainer']['time_budget_minutes']:g} min."

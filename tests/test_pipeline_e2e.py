@@ -206,5 +206,7 @@ def test_publish_writes_the_model_card_from_the_run(first_run, tmp_path):
     assert figures["count"] == 8
     card = (out / "MODEL_CARD.md").read_text()
     assert f"| all | 8 | {figures['nme_inter_ocular']:.2f}% |" in card
-    assert "After stage 1: validation NME" in card
+    # The newest version may be the AAN test's (same root): its card has no stages.
+    when = "After stage 1" if metadata["model"] == "dan" else "After training"
+    assert f"- {when}: validation NME" in card
     assert (out / "ced.png").read_bytes()[:4] == b"\x89PNG"

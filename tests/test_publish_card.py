@@ -18,8 +18,8 @@ def publish():
     return module
 
 
-def _card(publish, tmp_path, config_file, per_stage):
-    cfg = config_lib.load(str(REPO / config_file), [])
+def _card(publish, tmp_path, config_file, per_stage, overrides=()):
+    cfg = config_lib.load(str(REPO / config_file), list(overrides))
     metadata = {"config": cfg.model_dump(mode="json"), "stages": len(per_stage),
                 "validation_nme_inter_pupil_per_stage": per_stage,
                 "validation_nme_inter_ocular_per_stage": [v * 0.7 for v in per_stage],
@@ -34,7 +34,8 @@ def _card(publish, tmp_path, config_file, per_stage):
 
 
 def test_aan_card_names_its_network_and_schedule(publish, tmp_path):
-    text = _card(publish, tmp_path, "configs/300w-aan.yaml", [0.12])
+    text = _card(publish, tmp_path, "configs/300w-aan.yaml", [0.12],
+                 ["model.aan.lr_boundaries=[900,2800]"])
     assert "Attentional Alignment Network" in text
     assert "bottleneck widths 16/32/64/128, attention on, cosine embedding of d = 256" in text
     assert "/10 after 900 and /100 after 2800 steps" in text
