@@ -1,5 +1,5 @@
 """pretrained/publish.py's model card says which network it describes (unit level; the
-end-to-end test in test_pipeline_e2e.py publishes a real DAN run)."""
+end-to-end test in test_pipeline_e2e.py publishes a real pipeline run's newest version)."""
 import importlib.util
 import pathlib
 
