@@ -89,6 +89,9 @@ def ensure_real_warmup(root: pathlib.Path, model_dir: pathlib.Path) -> int:
         return metadata["warmup_requests"]
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
+    if not splits:
+        raise SystemExit(f"{model_dir} has no real warmup requests and {root} has no Augment "
+                         "eval split to write them from")
     count = export.write_warmup_requests(str(model_dir),
                                          run.warmup_faces([str(splits[-1] / "*")]))
     metadata["warmup_requests"] = count

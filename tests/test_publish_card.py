@@ -48,3 +48,11 @@ def test_dan_card_lists_each_stage(publish, tmp_path):
     assert "Deep Alignment Network (Kowalski et al. 2017), 2 stages" in text
     assert "- After stage 2: validation NME 8.00% inter-pupil, 5.60% inter-ocular." in text
     assert "bottleneck" not in text
+
+
+def test_missing_eval_split_for_warmup_is_a_clear_error(publish, tmp_path):
+    model_dir = tmp_path / "1"
+    (model_dir / "assets.extra").mkdir(parents=True)
+    (model_dir / "assets.extra" / "facealign_metadata.json").write_text('{"warmup_requests": 1}')
+    with pytest.raises(SystemExit, match="no Augment eval split"):
+        publish.ensure_real_warmup(tmp_path / "root", model_dir)
