@@ -8,7 +8,7 @@ COMPAT_WHEELS := build/compat-wheels
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 COMPAT := $(wildcard compat/glibc239/*.py compat/glibc239/shim.*)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test test-fast clean mariadb
 
 setup: $(STAMP)
 
@@ -24,8 +24,27 @@ $(STAMP): requirements.txt setup.py pyproject.toml $(COMPAT)
 demo: setup
 	$(BIN)/facealign run --config pipeline.yaml
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+# Everything: unit tests, the end-to-end pipeline runs (e2e) and the slow ones.
+test: setup mariadb
 	$(BIN)/python -m pytest -q tests
+
+# The quick part, for iterating: no pipeline runs, nothing marked slow.
+test-fast: setup mariadb
+	$(BIN)/python -m pytest -q -m "not e2e and not slow" tests
+
+# MariaDB's server, for tests/test_metadata_mysql.py (pipeline.mysql), which starts a private
+# instance of it; installed with apt (as root, else with sudo) when no mariadbd / mysqld is found.
+mariadb:
+	@test -x /usr/sbin/mariadbd || test -x /usr/sbin/mysqld || command -v mariadbd >/dev/null \
+	  || command -v mysqld >/dev/null || { \
+	  echo "facealign: installing mariadb-server (for tests/test_metadata_mysql.py)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    mariadb-server; }
 
 clean:
 	rm -rf $(VENV) build runs serving_models

@@ -2,8 +2,8 @@
 
 The paper gives no widths; on a CPU the width decides how many steps a time
 budget buys (configs/300w-aan.yaml). Uses benchmarks/model_speed.py's AAN,
-optimizer step (AdamW on the summed losses of the final output and the
-intermediate heads) and timing (warm-up, then interleaved rounds, fastest
+optimizer step (Adam on the summed losses of the final output, the
+intermediate heads and the weight decay) and timing (warm-up, then interleaved rounds, fastest
 round kept, so the widths are timed under the same load); prints one JSON
 line per width.
 
@@ -20,19 +20,23 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks import model_speed as speed  # noqa: E402
-from facealign.config import AanConfig  # noqa: E402
+from benchmarks import model_speed as speed
+from facealign.config import AanConfig
+from trainer.precision import choose
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--precision", default="mixed_bfloat16", choices=speed.PRECISIONS)
+    parser.add_argument("--precision", default="auto", choices=("auto", *speed.PRECISIONS),
+                        help="auto: mixed_bfloat16 only where the CPU computes in bfloat16")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    args.precision, why = choose(args.precision)
+    print(f"aan_width_speed: {args.precision} ({why})", flush=True)
     rng = np.random.default_rng(0)
     mean_shape = speed.face_like_mean_shape(rng)
     batch = speed.random_batch(rng, args.batch, mean_shape)

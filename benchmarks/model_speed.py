@@ -12,7 +12,8 @@ stage:
   training_ratio  = stage-2 training / bare-stage training (target >= 0.40)
 connection_layers_ms_batch64 shows what the connection layers cost. The AAN
 (paper defaults, trainer/aan_model.py) is timed in the same rounds: training
-is one AdamW step on the summed losses of its final and intermediate heads,
+is one Adam step on the summed losses of its final and intermediate heads and its
+weight decay,
 inference the exported model's forward pass (final head only).
 
 CPU time on a shared host is noisy, so every function is compiled and
@@ -20,6 +21,12 @@ warmed up first, then timed in interleaved rounds (bare, DAN, bare, DAN ...)
 and each figure is its fastest round: what the code itself costs, and
 ratios taken under the same conditions. cpu_share (process CPU time /
 (wall time x cores)) says how much of the machine the run actually got.
+
+The machine's CPU model and its bfloat16 flags are printed with the figures.
+mixed_bfloat16 is timed only where the CPU computes in bfloat16 (as
+`trainer.precision: auto` decides): on a CPU without it (AMD Zen 3, AVX2)
+bfloat16 is emulated about 10x slower and timing it took over 20 minutes;
+`--precisions float32 mixed_bfloat16` times both anyway.
 
   python benchmarks/model_speed.py            # 3-5 minutes on 2 cores
   python benchmarks/model_speed.py --quick    # training batch 16, fewer rounds (~2 min)
@@ -35,16 +42,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from facealign.config import AanConfig, DanConfig  # noqa: E402
-from trainer import dan_layers  # noqa: E402
-from trainer.aan_model import build_aan_model, inference_model  # noqa: E402
-from trainer.dan_model import (build_dan_model, build_stage_network,  # noqa: E402
-                               set_stage_trainable, stage_model)
-from trainer.losses import NormalizedLandmarkLoss  # noqa: E402
+from facealign.config import AanConfig, DanConfig
+from trainer import dan_layers
+from trainer import precision as precision_choice
+from trainer.aan_model import build_aan_model, inference_model
+from trainer.aan_training import aan_optimizer
+from trainer.dan_model import build_dan_model, build_stage_network, set_stage_trainable, stage_model
+from trainer.losses import NormalizedLandmarkLoss
 
 SIZE = 112
 NUM_LANDMARKS = 68
@@ -95,7 +103,8 @@ def train_step_fn(model: keras.Model, optimizer=None):
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             outputs = outputs.values() if isinstance(outputs, dict) else [outputs]
-            loss = tf.add_n([loss_fn(shapes, output) for output in outputs])
+            # plus the model's regularisation losses (the AAN's weight decay), as fit adds them
+            loss = tf.add_n([loss_fn(shapes, output) for output in outputs] + list(model.losses))
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -104,8 +113,9 @@ def train_step_fn(model: keras.Model, optimizer=None):
 
 
 def aan_train_step_fn(model: keras.Model):
-    """train_step_fn with the AAN's optimiser (AdamW, weight decay 0.001, sec. 4.2)."""
-    return train_step_fn(model, keras.optimizers.AdamW(1e-3, weight_decay=1e-3))
+    """train_step_fn with the AAN's optimiser (trainer.aan_training: Adam, the L2 weight decay
+    in the model's losses, sec. 4.2)."""
+    return train_step_fn(model, aan_optimizer(AanConfig(), 1e-3))
 
 
 def forward_fn(model: keras.Model):
@@ -154,7 +164,17 @@ def main(argv=None) -> dict:
                         help="training batch size (default 32, 16 with --quick)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="timed rounds per measurement (default 4, 2 with --quick)")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=None,
+                        help="precisions to time (default: float32, and mixed_bfloat16 where "
+                             "the CPU computes in bfloat16)")
     args = parser.parse_args(argv)
+    flags = sorted(
+        precision_choice.cpu_flags() & {"avx2", "avx512f", *precision_choice.BF16_CPU_FLAGS}
+    )
+    auto, why = precision_choice.choose("auto")
+    precisions = tuple(args.precisions or dict.fromkeys(("float32", auto)))
+    print(f"model_speed: {precision_choice.cpu_model()}, flags {' '.join(flags) or 'none'}; "
+          f"timing {', '.join(precisions)} (auto: {auto}, {why})", flush=True)
     # Images/s hardly depend on the batch beyond ~16 here; shorter steps give more rounds.
     train_batch = args.train_batch or (16 if args.quick else 32)
     rounds = args.rounds or (2 if args.quick else 4)
@@ -167,7 +187,7 @@ def main(argv=None) -> dict:
     wall_start, cpu_start = time.perf_counter(), time.process_time()
 
     inference_calls, training_calls = {}, {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         bare, dan = bare_stage(precision), two_stage_dan(precision, mean_shape)
         aan_training_model = aan(precision, mean_shape)
         for name, model in (("dan_2_stage", dan), ("bare_stage", bare),
@@ -190,11 +210,12 @@ def main(argv=None) -> dict:
     inference = fastest_in_rounds(inference_calls, rounds + 1, repeats=1)
     training = fastest_in_rounds(training_calls, rounds)
 
-    result = {"machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                          "keras": keras.__version__},
+    result = {"machine": {"cpu": precision_choice.cpu_model(), "flags": flags,
+                          "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                          "keras": keras.__version__, "auto_precision": auto},
               "train_batch": train_batch, "rounds": rounds,
               "training_images_per_s": {}, "inference": {}, "ratios": {}}
-    for precision in PRECISIONS:
+    for precision in precisions:
         result["training_images_per_s"][precision] = {
             name: round(train_batch / training[(precision, name)], 2)
             for name in ("bare_stage", "stage_1", "stage_2", "aan")}

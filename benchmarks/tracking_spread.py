@@ -27,11 +27,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from facealign import examples as names  # noqa: E402
-from facealign import metrics  # noqa: E402
+from facealign import examples as names
+from facealign import metrics
 
 THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.15)
 SHIFTS = {"on_face": 0.0, "drift_25": 0.25, "lost": 1.0}

@@ -83,7 +83,9 @@ def make(source: pathlib.Path, out: pathlib.Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=pathlib.Path, default=HERE.parent.parent / "shared" / "data" / "300w")
+    parser.add_argument(
+        "--source", type=pathlib.Path, default=HERE.parent.parent / "shared" / "data" / "300w"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "300w")
     args = parser.parse_args()
     make(args.source, args.out)

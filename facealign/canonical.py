@@ -6,6 +6,8 @@ that frame through a similarity `to_canonical` (original pixels -> canonical
 pixels): for evaluation the one that undoes S0 fitted to the face box; for
 training the same with the initial shape randomly moved, turned, scaled and
 mirrored (paper section 4), so the network learns to correct a bad start.
+The transforms are computed here in numpy; the pixels come from
+facealign.crop, the implementation the exported model runs too.
 
 The accumulators at the end let a distributed job (the Beam Augment
 component) compute S0 and the pixel normalisation from partial sums.
@@ -15,11 +17,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-import cv2
 import numpy as np
 
-from facealign import geometry, landmarks68
-
+from facealign import crop, geometry, landmarks68
 
 # --- the frame ------------------------------------------------------------
 
@@ -31,9 +31,12 @@ class CanonicalFrame:
     size: int = 112
 
     @classmethod
-    def from_mean_shape(cls, mean_shape, image_size: int = 112, face_fraction: float = 0.5) -> "CanonicalFrame":
-        """Place a mean shape (any position and scale) in the frame, as geometry.canonical_mean_shape does."""
-        return cls(geometry.canonical_mean_shape(mean_shape, image_size, face_fraction), int(image_size))
+    def from_mean_shape(cls, mean_shape, image_size: int = 112,
+                        face_fraction: float = 0.5) -> CanonicalFrame:
+        """Place a mean shape (any position and scale) in the frame, as
+        geometry.canonical_mean_shape does."""
+        return cls(geometry.canonical_mean_shape(mean_shape, image_size, face_fraction),
+                   int(image_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,89 +61,84 @@ class CanonicalSample:
         return geometry.invert_transform(self.to_original)
 
 
-# --- images ----------------------------------------------------------------
+# --- mirroring -------------------------------------------------------------
 
-def to_gray(image) -> np.ndarray:
-    """uint8 HxW from HxW, HxWx1 or RGB HxWx3 (BT.601 luma weights 0.299, 0.587, 0.114, as cv2 and PIL use)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    raise ValueError(f"images must be HxW, HxWx1 or HxWx3 (RGB), got shape {image.shape}")
-
-
-def crop(image, to_canonical, size: int) -> np.ndarray:
-    """The face warped into the canonical frame: uint8 [size, size], bilinear, black outside the image.
-
-    `to_canonical` maps original pixel coordinates to canonical ones (pixel
-    centres at integers on both sides, cv2's convention).
-    """
-    gray = to_gray(image)
-    transform = np.asarray(to_canonical, dtype=np.float64)
-    return cv2.warpAffine(gray, transform, (int(size), int(size)), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def mirror_face(image, landmarks, box, permutation=None):
-    """(image, landmarks, box) flipped around the vertical axis, x -> W - 1 - x.
+def mirror_points(landmarks, box, width: int, permutation=None):
+    """(landmarks, box) of a face in an image `width` pixels wide, flipped: x -> width - 1 - x.
 
     Landmarks are also re-indexed so that point i is again anatomical point i
     (otherwise the flipped left eye would carry the right eye's indices). The
     68-point permutation is the default; other markups must pass their own.
     """
-    image = np.asarray(image)
     landmarks = np.asarray(landmarks)
     if permutation is None:
         permutation = landmarks68.mirror_permutation(len(landmarks))
     permutation = np.asarray(permutation)
     if sorted(permutation.tolist()) != list(range(len(landmarks))):
         raise ValueError(f"mirror permutation must reorder all {len(landmarks)} landmarks")
-    last = image.shape[1] - 1
+    last = width - 1
     flipped = landmarks.copy()
     flipped[:, 0] = last - flipped[:, 0]
     x0, y0, x1, y1 = np.asarray(box)
     mirrored_box = np.array([last - x1, y0, last - x0, y1], dtype=np.asarray(box).dtype)
-    return np.ascontiguousarray(image[:, ::-1]), flipped[permutation], mirrored_box
+    return flipped[permutation], mirrored_box
 
 
-def _sample(gray, landmarks, box, to_canonical, frame: CanonicalFrame, mirrored: bool) -> CanonicalSample:
-    return CanonicalSample(
-        image=crop(gray, to_canonical, frame.size),
-        landmarks=geometry.apply_transform(to_canonical, np.asarray(landmarks, np.float64)).astype(np.float32),
-        to_original=geometry.invert_transform(to_canonical),
-        original_landmarks=np.asarray(landmarks, dtype=np.float32),
+def mirror_face(image, landmarks, box, permutation=None):
+    """(image, landmarks, box) flipped around the vertical axis (see mirror_points)."""
+    image = np.asarray(image)
+    flipped, mirrored_box = mirror_points(landmarks, box, image.shape[1], permutation)
+    return np.ascontiguousarray(image[:, ::-1]), flipped, mirrored_box
+
+
+def _samples(gray, landmarks, box, transforms, frame: CanonicalFrame,
+             mirrored: bool) -> list[CanonicalSample]:
+    """One sample per to_canonical transform, all cropped from `gray` in one warp."""
+    to_originals = [geometry.invert_transform(t) for t in transforms]
+    images = crop.crops(gray, to_originals, frame.size)
+    landmarks = np.asarray(landmarks, np.float64)
+    return [CanonicalSample(
+        image=image,
+        landmarks=geometry.apply_transform(to_canonical, landmarks).astype(np.float32),
+        to_original=to_original,
+        original_landmarks=landmarks.astype(np.float32),
         box=np.asarray(box, dtype=np.float32),
         mirrored=mirrored)
+        for image, to_canonical, to_original in zip(images, transforms, to_originals)]
 
 
 # --- evaluation crop ---------------------------------------------------------
 
 def eval_transform(frame: CanonicalFrame, box) -> np.ndarray:
-    """to_canonical for a detected face: S0 fitted to the box goes onto S0 (scale and translation only)."""
+    """to_canonical for a detected face: S0 fitted to the box goes onto S0 (scale and
+    translation only)."""
     return geometry.invert_transform(geometry.box_fit_transform(frame.mean_shape, box))
 
 
 def eval_sample(image, landmarks, box, frame: CanonicalFrame) -> CanonicalSample:
-    """The deterministic crop the evaluator and a deployed model see."""
-    return _sample(to_gray(image), landmarks, box, eval_transform(frame, box), frame, False)
+    """The deterministic crop a deployed model sees (image: encoded bytes or a uint8 array)."""
+    return _samples(crop.as_gray(image), landmarks, box, [eval_transform(frame, box)], frame,
+                    False)[0]
 
 
 # --- training augmentation -------------------------------------------------------
+
+TRANSLATION_UNITS = ("face", "frame_pixels")
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """Perturbations of the initial shape, after the official DAN code.
 
-    translation_sigma is a fraction of the box-fitted initial shape's width
-    (x) and height (y), so it means the same for every face size; the
-    official code applies 0.2 of the canonical S0 width in original-image
-    pixels. Scale factors are 1 + N(0, scale_sigma), clipped below at
-    min_scale so a crop never flips or collapses.
+    translation_unit says what translation_sigma is a fraction of:
+    - "face": the box-fitted initial shape's width (x) and height (y), so it
+      means the same for every face size;
+    - "frame_pixels": the official code's (ImageServer.GeneratePerturbations):
+      S0's width and height in the canonical frame (about 56 px at 112),
+      taken as pixels of the original image, so 0.2 is an offset of about
+      11 px whatever the face's size: a few percent of a 300-W face.
+    Scale factors are 1 + N(0, scale_sigma), clipped below at min_scale so a
+    crop never flips or collapses.
     """
 
     copies: int = 10
@@ -150,8 +148,12 @@ class AugmentConfig:
     scale_sigma: float = 0.25
     min_scale: float = 0.25
     seed: int = 0
+    translation_unit: str = "face"
 
     def __post_init__(self):
+        if self.translation_unit not in TRANSLATION_UNITS:
+            raise ValueError(f"translation_unit must be one of {TRANSLATION_UNITS}, "
+                             f"got {self.translation_unit!r}")
         if self.copies < 1:
             raise ValueError(f"copies must be >= 1, got {self.copies}")
         if self.min_scale <= 0:
@@ -181,7 +183,8 @@ def _face_words(face_id) -> list[int]:
 
 
 def perturbation_rng(seed: int, face_id, index: int) -> np.random.Generator:
-    """A generator that depends only on (seed, face_id, index): same sample on every worker and rerun.
+    """A generator that depends only on (seed, face_id, index): same sample on every worker
+    and rerun.
 
     The face id is hashed with SHA-256 (Python's hash() is salted per process).
     """
@@ -197,8 +200,9 @@ def draw_perturbation(rng: np.random.Generator, config: AugmentConfig) -> Pertur
     return Perturbation(float(angle), float(scale), shift)
 
 
-def perturbed_transform(frame: CanonicalFrame, box, perturbation: Perturbation) -> np.ndarray:
-    """to_canonical taking the perturbed initial shape onto S0.
+def perturbed_transform(frame: CanonicalFrame, box, perturbation: Perturbation,
+                        translation_unit: str = "face") -> np.ndarray:
+    """to_canonical taking the perturbed initial shape onto S0 (AugmentConfig says the units).
 
     The initial shape is S0 fitted to the box, turned and scaled about its
     centroid, then shifted; the similarity taking it onto S0 is exactly the
@@ -206,14 +210,16 @@ def perturbed_transform(frame: CanonicalFrame, box, perturbation: Perturbation) 
     """
     fit = geometry.box_fit_transform(frame.mean_shape, box)
     initial = geometry.apply_transform(fit, frame.mean_shape.astype(np.float64))
-    x0, y0, x1, y1 = geometry.bounding_box(initial)
+    x0, y0, x1, y1 = geometry.bounding_box(initial if translation_unit == "face"
+                                           else frame.mean_shape)
     move = geometry.similarity_about(initial.mean(axis=0), perturbation.scale, perturbation.angle,
                                      perturbation.shift * np.array([x1 - x0, y1 - y0]))
     return geometry.invert_transform(geometry.compose(move, fit))
 
 
 def training_samples(image, landmarks, box, face_id, frame: CanonicalFrame,
-                     config: AugmentConfig = AugmentConfig(), permutation=None) -> list[CanonicalSample]:
+                     config: AugmentConfig = AugmentConfig(),
+                     permutation=None) -> list[CanonicalSample]:
     """`config.copies` randomly perturbed crops of one face, reproducible from (seed, face_id).
 
     The first copies - copies // 2 come from the image as it is, the rest
@@ -221,28 +227,34 @@ def training_samples(image, landmarks, box, face_id, frame: CanonicalFrame,
     the same number of perturbations for each. Sample k always uses the
     generator of index k, so changing `copies` keeps the earlier samples.
     """
-    gray = to_gray(image)
+    gray = crop.as_gray(image)
     landmarks = np.asarray(landmarks, dtype=np.float32)
     box = np.asarray(box, dtype=np.float64)
     faces = [(gray, landmarks, box, False)]
     if config.mirrored_copies:
-        faces.append((*mirror_face(gray, landmarks, box, permutation), True))
+        faces.append((crop.mirror(gray),
+                      *mirror_points(landmarks, box, int(gray.shape[1]), permutation), True))
     counts = [config.copies - config.mirrored_copies, config.mirrored_copies]
     samples = []
     index = 0
-    for (face_image, face_landmarks, face_box, mirrored), count in zip(faces, counts):
+    for (face_gray, face_landmarks, face_box, mirrored), count in zip(faces, counts):
+        transforms = []
         for _ in range(count):
             perturbation = draw_perturbation(perturbation_rng(config.seed, face_id, index), config)
-            to_canonical = perturbed_transform(frame, face_box, perturbation)
-            samples.append(_sample(face_image, face_landmarks, face_box, to_canonical, frame, mirrored))
+            transforms.append(perturbed_transform(frame, face_box, perturbation,
+                                                  config.translation_unit))
             index += 1
+        if transforms:
+            samples.extend(_samples(face_gray, face_landmarks, face_box, transforms, frame,
+                                    mirrored))
     return samples
 
 
 # --- distributed statistics --------------------------------------------------
 
 class PixelStats:
-    """Per-pixel mean and standard deviation of canonical images, mergeable (Chan et al.'s parallel variance).
+    """Per-pixel mean and standard deviation of canonical images, mergeable (Chan et al.'s
+    parallel variance).
 
     Shaped for a Beam CombineFn: ``add`` an image, ``merge`` partial results,
     ``extract`` at the end. Population std, as the official code's np.std.
@@ -253,10 +265,10 @@ class PixelStats:
         self.mean = None   # float64 [H, W]
         self.m2 = None     # float64 [H, W], sum of squared deviations
 
-    def add(self, image) -> "PixelStats":
+    def add(self, image) -> PixelStats:
         return self.add_batch(np.asarray(image)[None])
 
-    def add_batch(self, images) -> "PixelStats":
+    def add_batch(self, images) -> PixelStats:
         images = np.asarray(images, dtype=np.float64)
         if images.ndim == 4 and images.shape[-1] == 1:
             images = images[..., 0]
@@ -270,7 +282,7 @@ class PixelStats:
         batch.m2 = ((images - batch.mean) ** 2).sum(axis=0)
         return self.merge(batch)
 
-    def merge(self, other: "PixelStats") -> "PixelStats":
+    def merge(self, other: PixelStats) -> PixelStats:
         """Fold `other` into this accumulator (in place) and return it."""
         if other.count == 0:
             return self
@@ -278,7 +290,8 @@ class PixelStats:
             self.count, self.mean, self.m2 = other.count, other.mean.copy(), other.m2.copy()
             return self
         if other.mean.shape != self.mean.shape:
-            raise ValueError(f"cannot merge image statistics of shapes {self.mean.shape} and {other.mean.shape}")
+            raise ValueError(f"cannot merge image statistics of shapes {self.mean.shape} and "
+                             f"{other.mean.shape}")
         total = self.count + other.count
         delta = other.mean - self.mean
         self.mean = self.mean + delta * (other.count / total)
@@ -287,7 +300,8 @@ class PixelStats:
         return self
 
     def extract(self, min_std: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) float32 [H, W]; std is at least min_std grey levels so normalising never divides by ~0."""
+        """(mean, std) float32 [H, W]; std is at least min_std grey levels so normalising never
+        divides by ~0."""
         if self.count == 0:
             raise ValueError("no images were added")
         std = np.sqrt(self.m2 / self.count)
@@ -311,14 +325,14 @@ class ProcrustesMeanAccumulator:
         self.outer = None   # complex128 [N, N], sum of u u^H
         self.total = None   # complex128 [N], sum of u
 
-    def add(self, shape) -> "ProcrustesMeanAccumulator":
+    def add(self, shape) -> ProcrustesMeanAccumulator:
         u = geometry.normalize_shape(shape)
         u = u[:, 0] + 1j * u[:, 1]
         other = ProcrustesMeanAccumulator()
         other.count, other.outer, other.total = 1, np.outer(u, u.conj()), u
         return self.merge(other)
 
-    def merge(self, other: "ProcrustesMeanAccumulator") -> "ProcrustesMeanAccumulator":
+    def merge(self, other: ProcrustesMeanAccumulator) -> ProcrustesMeanAccumulator:
         """Fold `other` into this accumulator (in place) and return it."""
         if other.count == 0:
             return self
@@ -326,7 +340,8 @@ class ProcrustesMeanAccumulator:
             self.count, self.outer, self.total = other.count, other.outer.copy(), other.total.copy()
             return self
         if other.outer.shape != self.outer.shape:
-            raise ValueError(f"cannot merge shapes of {len(self.total)} and {len(other.total)} landmarks")
+            raise ValueError(f"cannot merge shapes of {len(self.total)} and {len(other.total)} "
+                             "landmarks")
         self.count += other.count
         self.outer = self.outer + other.outer
         self.total = self.total + other.total
@@ -338,7 +353,8 @@ class ProcrustesMeanAccumulator:
             raise ValueError("no shapes were added")
         _, vectors = np.linalg.eigh(self.outer)
         mean = vectors[:, -1]
-        overlap = np.vdot(mean, self.total)  # mean^H total; ~0 only if the shapes' rotations cancel out
+        # mean^H total; ~0 only if the shapes' rotations cancel out
+        overlap = np.vdot(mean, self.total)
         if abs(overlap) > 1e-9 * self.count:
             mean = mean * (overlap / abs(overlap))
         mean = mean - mean.mean()

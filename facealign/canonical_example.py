@@ -1,4 +1,5 @@
-"""Canonical samples as tf.Examples: the one format Augment writes and the trainer and evaluator read.
+"""Canonical samples as tf.Examples: the one format Augment writes and the trainer and
+evaluator read.
 
 Feature names come from facealign.examples. Images travel as raw uint8 bytes
 (size * size, row-major) rather than PNG: they are small, and decoding a raw
@@ -31,18 +32,22 @@ def _bytes(value) -> tf.train.Feature:
 
 
 def _floats(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel().tolist()))
+    return tf.train.Feature(
+        float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel().tolist()))
 
 
 def _ints(values) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(values, np.int64).ravel().tolist()))
+    return tf.train.Feature(
+        int64_list=tf.train.Int64List(value=np.asarray(values, np.int64).ravel().tolist()))
 
 
-def encode_canonical_example(sample: CanonicalSample, face_id, dataset="", subset="") -> tf.train.Example:
+def encode_canonical_example(sample: CanonicalSample, face_id, dataset="",
+                             subset="") -> tf.train.Example:
     """The tf.Example of one canonical sample (floats are stored as float32)."""
     image = np.asarray(sample.image)
     if image.dtype != np.uint8 or image.ndim != 2 or image.shape[0] != image.shape[1]:
-        raise ValueError(f"canonical images must be uint8 [size, size], got {image.dtype} {image.shape}")
+        raise ValueError(f"canonical images must be uint8 [size, size], got {image.dtype} "
+                         f"{image.shape}")
     if np.shape(sample.landmarks) != np.shape(sample.original_landmarks):
         raise ValueError("landmarks and original_landmarks need the same number of points")
     return tf.train.Example(features=tf.train.Features(feature={
@@ -70,7 +75,8 @@ def decode_canonical_example(serialized: bytes) -> CanonicalRecord:
         return feature[name].bytes_list.value[0].decode("utf-8")
 
     size = int(feature[examples.IMAGE_SIZE].int64_list.value[0])
-    image = np.frombuffer(feature[examples.IMAGE].bytes_list.value[0], dtype=np.uint8).reshape(size, size)
+    image = np.frombuffer(feature[examples.IMAGE].bytes_list.value[0],
+                          dtype=np.uint8).reshape(size, size)
     sample = CanonicalSample(
         image=image.copy(),
         landmarks=floats(examples.LANDMARKS).reshape(-1, 2),
@@ -78,7 +84,8 @@ def decode_canonical_example(serialized: bytes) -> CanonicalRecord:
         original_landmarks=floats(examples.ORIGINAL_LANDMARKS).reshape(-1, 2),
         box=floats(examples.BOX),
         mirrored=bool(feature[examples.MIRRORED].int64_list.value[0]))
-    return CanonicalRecord(sample, text(examples.FACE_ID), text(examples.DATASET), text(examples.SUBSET))
+    return CanonicalRecord(sample, text(examples.FACE_ID), text(examples.DATASET),
+                           text(examples.SUBSET))
 
 
 def canonical_feature_spec(num_landmarks: int) -> dict:
@@ -107,7 +114,8 @@ def _shaped(parsed: dict, batch: list, num_landmarks: int, image_size: int) -> d
         examples.IMAGE_SIZE: tf.reshape(parsed[examples.IMAGE_SIZE], batch),
         examples.LANDMARKS: tf.reshape(parsed[examples.LANDMARKS], batch + [n, 2]),
         examples.TO_ORIGINAL: tf.reshape(parsed[examples.TO_ORIGINAL], batch + [2, 3]),
-        examples.ORIGINAL_LANDMARKS: tf.reshape(parsed[examples.ORIGINAL_LANDMARKS], batch + [n, 2]),
+        examples.ORIGINAL_LANDMARKS: tf.reshape(parsed[examples.ORIGINAL_LANDMARKS],
+                                                batch + [n, 2]),
         examples.BOX: parsed[examples.BOX],
         examples.FACE_ID: parsed[examples.FACE_ID],
         examples.DATASET: parsed[examples.DATASET],
@@ -128,6 +136,7 @@ def parse_canonical_example(serialized, num_landmarks: int, image_size: int) -> 
 
 
 def parse_canonical_examples(serialized, num_landmarks: int, image_size: int) -> dict:
-    """A batch [B] of serialized examples -> the same tensors with a leading B; for ``map`` after ``batch`` (faster)."""
+    """A batch [B] of serialized examples -> the same tensors with a leading B; for ``map``
+    after ``batch`` (faster)."""
     parsed = tf.io.parse_example(serialized, canonical_feature_spec(num_landmarks))
     return _shaped(parsed, [-1], num_landmarks, image_size)

@@ -2,8 +2,10 @@
 
 Each subcommand lives in its own module and registers itself through
 ``add_parser(subparsers)``; its handler returns the process exit code.
-Expected problems (bad configuration, bad input) print one clear line and
-exit 2, never a traceback.
+Expected problems print one clear line and exit 2, never a traceback: the
+layers below raise their own types for them (ConfigError, DataError,
+serving.errors.InputError), the commands UserError; this is the one place
+that turns them into messages.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from facealign.config import ConfigError
 from facealign.data.report import DataError
 from facealign.errors import UserError
+from serving.errors import InputError
 
 # module path -> registers one or more subcommands
 _COMMAND_MODULES = (
@@ -26,6 +29,7 @@ _COMMAND_MODULES = (
     "facealign.commands.serve",
     "facealign.commands.predict",
     "facealign.commands.track",
+    "facealign.commands.export",
 )
 
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, DataError, UserError) as exc:
+    except (ConfigError, DataError, InputError, UserError) as exc:
         print(f"facealign {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,11 +27,33 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
+class MysqlSection(_Section):
+    """A MySQL / MariaDB server holding the ML Metadata store, shared by every run that names it.
+
+    The password is read from the environment variable named by password_env when the
+    pipeline runs (pipeline/runners.py), so it is never written in the configuration.
+    """
+
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 3306
+    database: str = Field(pattern=r"^[A-Za-z0-9_$]{1,64}$")
+    user: str = Field(min_length=1, max_length=80)
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class PipelineSection(_Section):
     name: str = Field("facealign", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     root: str = "runs/facealign"
     metadata_path: str | None = None  # default: <root>/metadata.sqlite
+    mysql: MysqlSection | None = None  # instead of the SQLite file: a shared MLMD server
     enable_cache: bool = True
+
+    @pydantic.model_validator(mode="after")
+    def _one_metadata_store(self):
+        if self.mysql is not None and self.metadata_path is not None:
+            raise KeyedError("mysql", "give pipeline.metadata_path (an SQLite file) or "
+                                      "pipeline.mysql (a server), not both")
+        return self
 
 
 class SourceConfig(_Section):
@@ -68,7 +90,10 @@ class AugmentSection(_Section):
     face_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5  # mean shape spans the middle half
     copies: Annotated[int, Field(ge=1, le=100)] = 10
     mirror: bool = True
-    translation_sigma: Annotated[float, Field(ge=0, le=1)] = 0.2  # of face width/height
+    translation_sigma: Annotated[float, Field(ge=0, le=1)] = 0.2  # of translation_unit
+    # face: of the initial shape's width/height; frame_pixels: the official DAN code's, of
+    # S0's canonical width/height taken as original-image pixels (facealign/canonical.py)
+    translation_unit: Literal["face", "frame_pixels"] = "face"
     rotation_sigma_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     scale_sigma: Annotated[float, Field(ge=0, le=1)] = 0.25
     seed: int = 0
@@ -79,25 +104,50 @@ class DanConfig(_Section):
     heatmap_radius: Annotated[float, Field(gt=0, le=112)] = 16.0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5
     fc_units: PositiveInt = 256
-    # Filters of conv1a/b; blocks 2-4 use 2x, 4x, 8x (Table 1: 64). Smaller only for tests/experiments.
+    # Filters of conv1a/b; blocks 2-4 use 2x, 4x, 8x (Table 1: 64). Smaller only for tests and
+    # experiments.
     base_filters: PositiveInt = 64
 
 
 class AanConfig(_Section):
-    """The Attentional Alignment Network (trainer/aan_model.py); defaults from the paper's sec. 4.2."""
+    """The Attentional Alignment Network (trainer/aan_model.py); defaults from the paper's sec. 4.2.
+
+    Table 5's rows, one switch per concept: AAN (the defaults), "w/o attention"
+    (attention: false), "w/o NE layer" (embedding: none), "w/o both" (the two).
+    """
 
     embedding_dim: PositiveInt = 256                      # d of eq. 4
-    embedding: Literal["cosine", "linear"] = "cosine"     # "linear": the ablation without cos
-    attention: bool = True                                # false: F(x) = H(x), no attention maps
-    intermediate_supervision: bool = True                 # an early prediction per attention block
-    weight_decay: NonNegativeFloat = 0.001                # decoupled (AdamW), not on biases/BN
+    # The nonlinear embedding layer (sec. 3.3). cosine: eq. 4. none: Table 5's "w/o NE layer",
+    # the features go straight into the linear output layer. linear: a d-unit dense layer
+    # without the cos (not a Table 5 row: the cos alone, at the same size).
+    embedding: Literal["cosine", "none", "linear"] = "cosine"
+    # The attention mechanism (sec. 3.1-3.2): an attention block after every building block,
+    # made top-down by the intermediate supervision. false: Table 5's "w/o attention", a plain
+    # residual network with no attention maps and no intermediate heads.
+    attention: bool = True
+    # Early predictions from each block's attention-weighted features (sec. 3.2). Unset: on
+    # exactly when attention is. false with attention: maps without top-down supervision (not
+    # a Table 5 row). true without attention is an error: the heads read the weighted features.
+    intermediate_supervision: bool | None = None
+    # Coupled L2 weight decay, the paper's "0.001" with Adam (sec. 4.2): weight_decay * W added
+    # to each conv/dense kernel's gradient ((weight_decay / 2) |W|^2 in the loss), the cosine
+    # embedding's on W of eq. 4; not on biases or BN (trainer/aan_model.py says why).
+    weight_decay: NonNegativeFloat = 0.001
     # Bottleneck width of block 1 (blocks 2-4: 2x, 4x, 8x; outputs 4x the width, as ResNet).
     # The paper gives no widths; 32 keeps the 7x7 features at 1024 channels.
     base_filters: PositiveInt = 32
+    # Bottleneck units per building block ("the same as [6]": a ResNet stage). [1, 1, 1, 1] is
+    # the paper's text read literally, ResNet-50 has [3, 4, 6, 3]; every unit costs the same
+    # FLOPs in every block. [2, 2, 2, 2]: nine 3x3-or-wider convs and an 82 px receptive field
+    # (the canonical face is ~56 px) at twice one unit's cost (trainer/aan_model.py).
+    units_per_block: Annotated[list[PositiveInt], Field(min_length=4, max_length=4)] = [2, 2, 2, 2]
     # Steps after which the learning rate drops to 1/10 and 1/100 of trainer.learning_rate
     # (paper: 1e-3 -> 1e-4 -> 1e-5 "after 25,000 and 40,000" iterations).
     lr_boundaries: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [25000, 40000]
-    normalization: Literal["pupils", "corners", "diagonal"] = "corners"  # inter-ocular (sec. 4.2)
+    # The loss's normaliser (facealign.metrics): inter_ocular, the outer eye corners (sec. 4.2),
+    # inter_pupil or box_diagonal; the names before issue #12 (corners, pupils, diagonal) still
+    # load.
+    normalization: Literal["inter_ocular", "inter_pupil", "box_diagonal"] = "inter_ocular"
 
     @pydantic.field_validator("lr_boundaries")
     @classmethod
@@ -106,11 +156,52 @@ class AanConfig(_Section):
             raise ValueError(f"lr_boundaries must increase, got {boundaries}")
         return boundaries
 
+    @pydantic.field_validator("normalization", mode="before")
+    @classmethod
+    def _legacy_normalization_name(cls, name):
+        from facealign.metrics import LEGACY_NORMALIZATIONS
+        return LEGACY_NORMALIZATIONS.get(name, name) if isinstance(name, str) else name
+
+    @pydantic.model_validator(mode="after")
+    def _supervision_follows_attention(self):
+        if "intermediate_supervision" not in self.model_fields_set \
+                or self.intermediate_supervision is None:
+            # written past validation, so it stays "unset" and follows a later attention change
+            self.__dict__["intermediate_supervision"] = self.attention
+        elif self.intermediate_supervision and not self.attention:
+            raise KeyedError("intermediate_supervision",
+                             "the intermediate heads regress from the attention-weighted "
+                             "features (sec. 3.2): true needs attention: true")
+        return self
+
 
 class ModelSection(_Section):
     name: Literal["dan", "aan"] = "dan"
     dan: DanConfig = DanConfig()
     aan: AanConfig = AanConfig()
+
+
+class ClusterSection(_Section):
+    """The Trainer's Vertex AI custom job: one chief and replica_count - 1 workers, alike.
+
+    Vertex sets TF_CONFIG on every replica, so trainer.distribution auto trains them with
+    MultiWorkerMirroredStrategy; the container is the image given to `facealign compile`.
+    """
+
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")   # the Google Cloud project
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    machine_type: str = Field("n1-standard-8", pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")
+    accelerator_type: str | None = Field(None, pattern=r"^(NVIDIA|TPU)_[A-Z0-9_]+$")
+    accelerator_count: Annotated[int, Field(ge=0, le=16)] = 0      # per replica
+    replica_count: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @pydantic.model_validator(mode="after")
+    def _accelerator(self):
+        if (self.accelerator_type is None) != (self.accelerator_count == 0):
+            raise KeyedError("accelerator_count", "give accelerator_type and a positive "
+                             "accelerator_count together (or neither), got "
+                             f"{self.accelerator_type!r} x {self.accelerator_count}")
+        return self
 
 
 class TrainerSection(_Section):
@@ -119,11 +210,38 @@ class TrainerSection(_Section):
     max_epochs_per_stage: PositiveInt = 100
     patience: PositiveInt = 5
     steps_per_epoch: PositiveInt | None = None  # default: one pass over the train split
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    # auto: mixed_bfloat16 where the hardware computes in bfloat16 (CPU flags avx512_bf16 or
+    # amx_bf16, or a GPU of compute capability 8.0+), float32 elsewhere (trainer/precision.py).
+    precision: Literal["auto", "float32", "mixed_bfloat16"] = "auto"
+    # Starting weights: none (random), latest_blessed (the pipeline's latest blessed model,
+    # through a resolver), or a SavedModel folder / TF Serving base folder (newest version).
+    warm_start: str = "none"
     shuffle_buffer: PositiveInt = 4096
     # Wall-clock limit of the Trainer's fitting in minutes (DAN's stages share it evenly,
     # unused time passing on); training stops at an epoch end, keeping the best weights.
     time_budget_minutes: Annotated[float, Field(gt=0)] | None = None
+    # auto: MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of several tasks,
+    # MirroredStrategy when several GPUs are visible, else none (trainer/distribution.py).
+    # batch_size is the global batch, split over the replicas.
+    distribution: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    # Where `facealign compile --target kubeflow-v2` runs the Trainer: a Vertex AI custom job.
+    cluster: ClusterSection | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _replicas_need_multi_worker(self):
+        if self.cluster is not None and self.cluster.replica_count > 1 and \
+                self.distribution in ("none", "mirrored"):
+            raise KeyedError("distribution", f"is {self.distribution}, but "
+                             f"trainer.cluster.replica_count is {self.cluster.replica_count}: "
+                             "the replicas would each train alone; use auto or multi_worker")
+        return self
+
+    @pydantic.field_validator("warm_start")
+    @classmethod
+    def _warm_start(cls, value):
+        if not value.strip():
+            raise ValueError("give none, latest_blessed or a SavedModel path")
+        return value
 
 
 class EvaluatorSection(_Section):
@@ -292,6 +410,23 @@ class Config(_Section):
                     raise KeyedError(key, f"value {value!r} is out of range for {name}: "
                                           f"{exc.errors()[0]['msg']}") from None
         return self
+
+
+# What each TFX component's parameters carry (pipeline/pipeline.py), so a change re-runs only
+# what it touches: the Trainer records the data and augmentation it was trained on in its
+# model's metadata; a change of those re-runs ExampleGen or Augment, and so the Trainer, anyway.
+TRAINER_SECTIONS = ("data", "augment", "model", "trainer")
+TUNER_SECTIONS = (*TRAINER_SECTIONS, "tuner")
+
+
+def component_config(cfg: Config, sections) -> dict:
+    """The given sections of cfg as plain data, with the paths a component opens made absolute."""
+    raw = cfg.model_dump(mode="json")
+    view = {name: raw[name] for name in sections}
+    warm_start = view.get("trainer", {}).get("warm_start")
+    if warm_start not in (None, "none", "latest_blessed"):
+        view["trainer"]["warm_start"] = str(cfg.resolve(warm_start))
+    return view
 
 
 def _describe(error: dict) -> str:

@@ -1,4 +1,6 @@
-"""Errors a user can fix: printed as one line by the CLI, never a traceback."""
+"""The CLI's error for a user's mistake: printed as one line by facealign/cli.py, never a
+traceback. Commands raise it; library layers raise their own types (ConfigError,
+DataError, serving.errors.InputError), which the CLI prints the same way."""
 
 
 class UserError(Exception):

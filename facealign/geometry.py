@@ -1,4 +1,4 @@
-"""Similarity transforms between landmark shapes, in numpy.
+"""Similarity transforms between landmark shapes, in numpy, and their TensorFlow twins.
 
 A shape is an array [N, 2] of (x, y) pixel coordinates (0-based, pixel
 centres at integers). A transform is a 2x3 matrix M acting on column vectors
@@ -6,6 +6,12 @@ centres at integers). A transform is a 2x3 matrix M acting on column vectors
 [[a, -b, tx], [b, a, ty]]: uniform scale sqrt(a^2 + b^2), rotation
 atan2(b, a), never a reflection or skew. Transforms are float64; functions
 that return shapes keep the floating dtype of the shape they were given.
+
+The operations a model graph needs too (applying, inverting and estimating
+a transform) have a batched TensorFlow version at the end of this module,
+named ``*_tf``, with the same conventions in float32; tests/test_geometry_tf.py
+holds each pair to the same answers. TensorFlow is imported inside those
+functions, so importing this module stays numpy-only.
 """
 from __future__ import annotations
 
@@ -40,7 +46,8 @@ def similarity(scale: float = 1.0, angle: float = 0.0, translation=(0.0, 0.0)) -
     return np.array([[a, -b, tx], [b, a, ty]], dtype=np.float64)
 
 
-def similarity_about(centre, scale: float = 1.0, angle: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
+def similarity_about(centre, scale: float = 1.0, angle: float = 0.0,
+                     shift=(0.0, 0.0)) -> np.ndarray:
     """Scale and rotate about ``centre``, then shift: the form perturbations are drawn in."""
     centre = np.asarray(centre, dtype=np.float64)
     about = similarity(scale, angle)
@@ -56,10 +63,17 @@ def scale_and_angle(transform) -> tuple[float, float]:
 
 
 def apply_transform(transform, points) -> np.ndarray:
-    """The points [..., 2] mapped through a 2x3 transform."""
+    """The points [..., 2] mapped through a 2x3 transform, or points [B, N, 2] each through
+    its own of [B, 2, 3]."""
     points = _points(points)
     transform = np.asarray(transform, dtype=np.float64)
-    mapped = points.astype(np.float64) @ transform[:, :2].T + transform[:, 2]
+    if transform.shape[-2:] != (2, 3):
+        raise ValueError(f"transforms must be arrays [..., 2, 3], got shape {transform.shape}")
+    if transform.ndim == 2:
+        mapped = points.astype(np.float64) @ transform[:, :2].T + transform[:, 2]
+    else:
+        mapped = (points.astype(np.float64) @ np.swapaxes(transform[..., :2], -1, -2)
+                  + transform[..., None, :, 2])
     return mapped.astype(_out_dtype(points))
 
 
@@ -82,13 +96,14 @@ def estimate_similarity(source, target) -> np.ndarray:
     """The least-squares similarity taking ``source`` onto ``target`` (Umeyama without reflection).
 
     Minimises sum_i |M(source_i) - target_i|^2 in closed form; exact when the
-    shapes differ by a similarity. DAN's Transform Estimation layer and its
-    bestFit compute the same thing.
+    shapes differ by a similarity. DAN's Transform Estimation layer computes
+    the same thing in its graph with ``estimate_similarity_tf``.
     """
     source = _shape(source, "source").astype(np.float64)
     target = _shape(target, "target").astype(np.float64)
     if source.shape != target.shape:
-        raise ValueError(f"source and target need the same points, got {source.shape} and {target.shape}")
+        raise ValueError(f"source and target need the same points, got {source.shape} and "
+                         f"{target.shape}")
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
     s, t = source - source_mean, target - target_mean
     norm = np.sum(s * s)
@@ -145,7 +160,8 @@ def normalize_shape(shape) -> np.ndarray:
 
 
 def rotate_onto(shape, reference) -> np.ndarray:
-    """``shape`` rotated about the origin (no scaling) to best match ``reference``; fixes the orientation of a mean."""
+    """``shape`` rotated about the origin (no scaling) to best match ``reference``; fixes the
+    orientation of a mean."""
     shape = np.asarray(shape, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     dot = np.sum(shape * reference)
@@ -181,7 +197,8 @@ def procrustes_mean(shapes, *, max_iterations: int = 200, tolerance: float = 1e-
     return mean
 
 
-def canonical_mean_shape(mean_shape, image_size: int = 112, face_fraction: float = 0.5) -> np.ndarray:
+def canonical_mean_shape(mean_shape, image_size: int = 112,
+                         face_fraction: float = 0.5) -> np.ndarray:
     """The mean shape S0 placed in the image_size x image_size canonical frame, float32.
 
     The larger side of its bounding box spans face_fraction * image_size and
@@ -199,3 +216,59 @@ def canonical_mean_shape(mean_shape, image_size: int = 112, face_fraction: float
     centre = np.array([x0 + x1, y0 + y1]) / 2
     frame_centre = np.full(2, (image_size - 1) / 2)
     return ((shape - centre) * scale + frame_centre).astype(np.float32)
+
+
+# --- The same operations in TensorFlow, batched, for model graphs -----------------------------
+# Transforms [B, 2, 3] and shapes [B, N, 2], computed in float32 whatever the inputs' dtype (in
+# bfloat16 a coordinate near 100 px would be off by up to half a pixel). Graphs cannot raise on
+# data, so where the numpy version refuses a degenerate input these return a usable number.
+
+
+def apply_transform_tf(transform, points):
+    """Points [B, N, 2] mapped each through its transform of [B, 2, 3] (``apply_transform``)."""
+    import tensorflow as tf
+
+    transform = tf.cast(transform, tf.float32)
+    points = tf.cast(points, tf.float32)
+    return tf.einsum("bij,bnj->bni", transform[:, :, :2], points) + transform[:, None, :, 2]
+
+
+def invert_transform_tf(transform):
+    """The inverses [B, 2, 3] of invertible affine transforms [B, 2, 3], in closed form
+    (``invert_transform``)."""
+    import tensorflow as tf
+
+    transform = tf.cast(transform, tf.float32)
+    a, b, tx = transform[:, 0, 0], transform[:, 0, 1], transform[:, 0, 2]
+    c, d, ty = transform[:, 1, 0], transform[:, 1, 1], transform[:, 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    itx = -(ia * tx + ib * ty)
+    ity = -(ic * tx + id_ * ty)
+    return tf.stack([tf.stack([ia, ib, itx], axis=-1),
+                     tf.stack([ic, id_, ity], axis=-1)], axis=1)
+
+
+def estimate_similarity_tf(source, target):
+    """Least-squares similarities [B, 2, 3] taking shapes ``source`` [B, N, 2] onto ``target``
+    (``estimate_similarity``).
+
+    ``target`` is one shape [N, 2] for the whole batch (DAN's S0) or one per
+    face [B, N, 2]. The closed form is the numpy one; a source whose points
+    all coincide gets a zero linear part instead of an error.
+    """
+    import tensorflow as tf
+
+    source = tf.cast(source, tf.float32)
+    target = tf.cast(target, tf.float32)
+    source_mean = tf.reduce_mean(source, axis=-2)                  # [B, 2]
+    target_mean = tf.reduce_mean(target, axis=-2)                  # [2] or [B, 2]
+    s = source - source_mean[..., None, :]
+    t = target - target_mean[..., None, :]
+    norm = tf.maximum(tf.reduce_sum(tf.square(s), axis=(-2, -1)), 1e-12)
+    a = tf.reduce_sum(s * t, axis=(-2, -1)) / norm
+    b = tf.reduce_sum(s[..., 0] * t[..., 1] - s[..., 1] * t[..., 0], axis=-1) / norm
+    tx = target_mean[..., 0] - (a * source_mean[:, 0] - b * source_mean[:, 1])
+    ty = target_mean[..., 1] - (b * source_mean[:, 0] + a * source_mean[:, 1])
+    return tf.stack([tf.stack([a, -b, tx], axis=-1),
+                     tf.stack([b, a, ty], axis=-1)], axis=1)

@@ -7,6 +7,10 @@ fails loudly instead of yielding a plausible-looking wrong pupil or mirror.
 "Left" and "right" mean the image's left and right for a frontal face (the
 markup's convention): the "left" eye, 36-41, is the subject's right eye.
 Index constants are plain tuples so TensorFlow code can ``tf.gather`` them.
+
+The two eye distances that normalise errors (facealign.metrics) have a
+TensorFlow twin at the end, ``*_tf``, for training losses; TensorFlow is
+imported inside them, so importing this module stays numpy-only.
 """
 from __future__ import annotations
 
@@ -21,8 +25,10 @@ NOSE_BRIDGE = tuple(range(27, 31))
 NOSTRILS = tuple(range(31, 36))
 LEFT_EYE = tuple(range(36, 42))   # 36 outer corner, 39 inner corner, 37-38 upper lid, 40-41 lower
 RIGHT_EYE = tuple(range(42, 48))  # 42 inner corner, 45 outer corner, 43-44 upper lid, 46-47 lower
-OUTER_MOUTH = tuple(range(48, 60))  # 48 left corner, 51 top centre, 54 right corner, 57 bottom centre
-INNER_MOUTH = tuple(range(60, 68))  # 60 left corner, 62 top centre, 64 right corner, 66 bottom centre
+# 48 left corner, 51 top centre, 54 right corner, 57 bottom centre
+OUTER_MOUTH = tuple(range(48, 60))
+# 60 left corner, 62 top centre, 64 right corner, 66 bottom centre
+INNER_MOUTH = tuple(range(60, 68))
 OUTER_EYE_CORNERS = (36, 45)
 
 
@@ -57,13 +63,15 @@ def check_68(shape, what: str = "the 68-point markup") -> np.ndarray:
     """The shape as an array [..., 68, 2], or a ValueError naming the count it has."""
     shape = np.asarray(shape)
     if shape.ndim < 2 or shape.shape[-1] != 2:
-        raise ValueError(f"{what} needs shapes [..., {NUM_LANDMARKS}, 2], got array of shape {shape.shape}")
+        raise ValueError(f"{what} needs shapes [..., {NUM_LANDMARKS}, 2], got array of shape "
+                         f"{shape.shape}")
     _require_68(shape.shape[-2], what)
     return shape
 
 
 def mirror_permutation(num_landmarks: int = NUM_LANDMARKS) -> np.ndarray:
-    """Index array p such that, after x -> W - 1 - x, ``mirrored[p]`` puts every point back at its anatomical index.
+    """Index array p such that, after x -> W - 1 - x, ``mirrored[p]`` puts every point back at
+    its anatomical index.
 
     The permutation is its own inverse.
     """
@@ -78,7 +86,8 @@ def eye_contours(shape) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pupils(shape) -> np.ndarray:
-    """Pupil estimates [..., 2, 2] (image-left eye first) as eye-contour centroids, as DAN's error measure uses."""
+    """Pupil estimates [..., 2, 2] (image-left eye first) as eye-contour centroids, as DAN's
+    error measure uses."""
     shape = check_68(shape, "pupils")
     left, right = eye_contours(shape)
     return np.stack([left.mean(axis=-2), right.mean(axis=-2)], axis=-2)
@@ -100,3 +109,36 @@ def inter_ocular_distance(shape) -> np.ndarray:
     """Distance between the outer eye corners, the usual 300-W error normaliser."""
     corners = outer_eye_corners(check_68(shape, "inter_ocular_distance"))
     return np.linalg.norm(corners[..., 0, :] - corners[..., 1, :], axis=-1)
+
+
+# --- The same distances in TensorFlow (training losses), float32 ---------------------------
+
+def _check_68_tf(shapes, what: str):
+    """float32 tensor [..., 68, 2]; the count must be static, since it decides what is measured."""
+    import tensorflow as tf
+
+    shapes = tf.cast(shapes, tf.float32)
+    if shapes.shape.rank is None or shapes.shape.rank < 2 or shapes.shape[-1] != 2:
+        raise ValueError(f"{what} needs shapes [..., {NUM_LANDMARKS}, 2], got tensor of shape "
+                         f"{shapes.shape}")
+    _require_68(shapes.shape[-2], what)
+    return shapes
+
+
+def inter_pupil_distance_tf(shapes):
+    """``inter_pupil_distance`` of float32 shapes [..., 68, 2] -> [...]."""
+    import tensorflow as tf
+
+    shapes = _check_68_tf(shapes, "inter_pupil_distance_tf")
+    left = tf.reduce_mean(tf.gather(shapes, LEFT_EYE, axis=-2), axis=-2)
+    right = tf.reduce_mean(tf.gather(shapes, RIGHT_EYE, axis=-2), axis=-2)
+    return tf.sqrt(tf.reduce_sum(tf.square(right - left), axis=-1))
+
+
+def inter_ocular_distance_tf(shapes):
+    """``inter_ocular_distance`` of float32 shapes [..., 68, 2] -> [...]."""
+    import tensorflow as tf
+
+    corners = tf.gather(_check_68_tf(shapes, "inter_ocular_distance_tf"), OUTER_EYE_CORNERS,
+                        axis=-2)
+    return tf.sqrt(tf.reduce_sum(tf.square(corners[..., 1, :] - corners[..., 0, :]), axis=-1))

@@ -1,11 +1,19 @@
-"""Face-alignment error measures as the DAN paper reports them (section 4).
+"""Face-alignment error measures as the DAN paper reports them (section 4), in numpy and TensorFlow.
 
 Per face: the mean point-to-point error divided by a normalising distance of
 the ground truth: inter-ocular (outer eye corners, the headline figure),
-inter-pupil (eye-contour centroids), or the diagonal of the ground truth's
-bounding box (as the Menpo challenge defines it). Over a set: the mean, the
-area under the cumulative error distribution up to a threshold divided by it
-(AUC_a, 0..1), and the failure rate (error >= threshold).
+inter-pupil (eye-contour centroids, DAN's training loss, eq. 4), or the
+diagonal of the ground truth's bounding box (as the Menpo challenge defines
+it). Over a set: the mean, the area under the cumulative error distribution
+up to a threshold divided by it (AUC_a, 0..1), and the failure rate
+(error >= threshold).
+
+The names of the normalisations and the choice among them for a markup
+(``default_normalization``) live here, for the evaluator, the CLI and the
+training losses alike. The per-face error has a TensorFlow twin,
+``face_errors_tf`` (float32, for trainer.losses; tests/test_metrics_tf.py
+holds the pair to the same answers); TensorFlow is imported inside it, so
+importing this module stays numpy-only.
 """
 from __future__ import annotations
 
@@ -13,30 +21,84 @@ import numpy as np
 
 from facealign import landmarks68
 
-NORMALISATIONS = ("inter_ocular", "inter_pupil", "box_diagonal")
+INTER_OCULAR = "inter_ocular"   # outer eye corners, points 36 and 45: the headline 300-W measure
+INTER_PUPIL = "inter_pupil"     # eye-contour centroids (36-41, 42-47): DAN's loss, eq. 4
+BOX_DIAGONAL = "box_diagonal"   # the ground truth's bounding-box diagonal: any markup
+NORMALIZATIONS = (INTER_OCULAR, INTER_PUPIL, BOX_DIAGONAL)
+# The names trainer.losses and AanConfig.normalization used before issue #12; saved
+# configurations and model metadata still hold them.
+LEGACY_NORMALIZATIONS = {"corners": INTER_OCULAR, "pupils": INTER_PUPIL, "diagonal": BOX_DIAGONAL}
 
 
-def normalising_distance(ground_truth: np.ndarray, normalisation: str) -> np.ndarray:
+def normalization_name(name: str) -> str:
+    """The name in NORMALIZATIONS for ``name``, which may be a legacy alias; ValueError for
+    anything else."""
+    name = LEGACY_NORMALIZATIONS.get(name, name)
+    if name not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {name!r}; use one of {NORMALIZATIONS}")
+    return name
+
+
+def default_normalization(num_landmarks: int, preferred: str = INTER_OCULAR) -> str:
+    """The normalisation to use for a markup: ``preferred`` where it defines it, else the box
+    diagonal.
+
+    The eye distances exist only for the 68-point markup (facealign.landmarks68),
+    so with the default this is inter-ocular for 68 points (the paper's headline
+    figure) and the box diagonal (Menpo's) for any other count.
+    """
+    preferred = normalization_name(preferred)
+    if preferred == BOX_DIAGONAL or int(num_landmarks) == landmarks68.NUM_LANDMARKS:
+        return preferred
+    return BOX_DIAGONAL
+
+
+def normalizing_distance(ground_truth: np.ndarray, normalization: str) -> np.ndarray:
     """[B] distances from ground-truth shapes [B, N, 2]."""
     gt = np.asarray(ground_truth, np.float64)
-    if normalisation == "inter_ocular":
+    normalization = normalization_name(normalization)
+    if normalization == INTER_OCULAR:
         return landmarks68.inter_ocular_distance(gt)
-    if normalisation == "inter_pupil":
+    if normalization == INTER_PUPIL:
         return landmarks68.inter_pupil_distance(gt)
-    if normalisation == "box_diagonal":
-        return np.linalg.norm(gt.max(axis=1) - gt.min(axis=1), axis=-1)
-    raise ValueError(f"unknown normalisation {normalisation!r}; use one of {NORMALISATIONS}")
+    return np.linalg.norm(gt.max(axis=1) - gt.min(axis=1), axis=-1)
 
 
 def face_errors(predicted: np.ndarray, ground_truth: np.ndarray,
-                normalisation: str = "inter_ocular") -> np.ndarray:
+                normalization: str = INTER_OCULAR) -> np.ndarray:
     """[B] normalised mean errors (fractions, not percent)."""
     pred = np.asarray(predicted, np.float64)
     gt = np.asarray(ground_truth, np.float64)
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"shapes must both be [B, N, 2], got {pred.shape} and {gt.shape}")
     point_errors = np.linalg.norm(pred - gt, axis=-1).mean(axis=1)
-    return point_errors / normalising_distance(gt, normalisation)
+    return point_errors / normalizing_distance(gt, normalization)
+
+
+def normalizing_distance_tf(ground_truth, normalization: str):
+    """``normalizing_distance`` in TensorFlow: float32 [B] from shapes [B, N, 2] with a static N."""
+    import tensorflow as tf
+
+    gt = tf.cast(ground_truth, tf.float32)
+    normalization = normalization_name(normalization)
+    if normalization == INTER_OCULAR:
+        return landmarks68.inter_ocular_distance_tf(gt)
+    if normalization == INTER_PUPIL:
+        return landmarks68.inter_pupil_distance_tf(gt)
+    extent = tf.reduce_max(gt, axis=1) - tf.reduce_min(gt, axis=1)
+    return tf.sqrt(tf.reduce_sum(tf.square(extent), axis=-1))
+
+
+def face_errors_tf(predicted, ground_truth, normalization: str = INTER_OCULAR):
+    """``face_errors`` in TensorFlow: float32 [B] from shapes [B, N, 2], differentiable (a loss)."""
+    import tensorflow as tf
+
+    pred = tf.cast(predicted, tf.float32)
+    gt = tf.cast(ground_truth, tf.float32)
+    if pred.shape.rank != 3 or pred.shape[-1] != 2 or not pred.shape.is_compatible_with(gt.shape):
+        raise ValueError(f"shapes must both be [B, N, 2], got {pred.shape} and {gt.shape}")
+    point_errors = tf.sqrt(tf.reduce_sum(tf.square(pred - gt), axis=-1))
+    return tf.reduce_mean(point_errors, axis=-1) / normalizing_distance_tf(gt, normalization)
 
 
 def auc(errors: np.ndarray, threshold: float = 0.08) -> float:
@@ -59,19 +121,21 @@ def failure_rate(errors: np.ndarray, threshold: float = 0.08) -> float:
 def summary(predicted: np.ndarray, ground_truth: np.ndarray, threshold: float = 0.08) -> dict:
     """The evaluation record: NME and failure in percent, AUC in 0..1.
 
-    AUC and failure use the inter-ocular error for 68-point data (as the
-    paper) and the box-diagonal error otherwise.
+    An NME the markup does not define is None. AUC and failure use the
+    ``default_normalization`` error: inter-ocular for 68-point data (as the
+    paper), the box diagonal otherwise.
     """
     pred, gt = np.asarray(predicted), np.asarray(ground_truth)
+    num_landmarks = gt.shape[-2]
     result: dict = {"count": int(len(gt))}
     errors = {}
-    for name in NORMALISATIONS:
-        if name != "box_diagonal" and gt.shape[-2] != 68:
+    for name in NORMALIZATIONS:
+        if default_normalization(num_landmarks, name) != name:
             result[f"nme_{name}"] = None
             continue
         errors[name] = face_errors(pred, gt, name)
         result[f"nme_{name}"] = float(100 * errors[name].mean()) if len(gt) else float("nan")
-    headline = errors.get("inter_ocular", errors["box_diagonal"])
+    headline = errors[default_normalization(num_landmarks)]
     result[f"auc_{threshold:g}"] = auc(headline, threshold)
     result[f"failure_rate_{threshold:g}"] = 100 * failure_rate(headline, threshold)
     return result

@@ -9,11 +9,17 @@ from __future__ import annotations
 from tfx import v1 as tfx
 
 from components.atomic_pusher.component import AtomicPusher
+from components.augment import spec as augment_spec
 from components.augment.component import Augment
+from components.baseline_resolver import spec as resolver_spec
 from components.baseline_resolver.strategy import LatestBlessedOtherModelStrategy
+from components.landmark_evaluator import spec as evaluator_spec
 from components.landmark_evaluator.component import LandmarkEvaluator
+from components.landmark_example_gen import spec as example_gen_spec
+from components.landmark_example_gen import splits
 from components.landmark_example_gen.component import LandmarkExampleGen
-from facealign.config import Config
+from facealign import config as config_lib
+from facealign.config import ClusterSection, Config
 
 RUN_FN = "trainer.run.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
@@ -34,7 +40,8 @@ def source_entries(cfg: Config) -> list[dict]:
 
 def evaluation_split(cfg: Config) -> str:
     """The held-out test split when a test source is configured, else eval."""
-    return "test" if any(s.split == "test" for s in cfg.data.sources) else "eval"
+    return (splits.TEST if any(s.split == splits.TEST for s in cfg.data.sources)
+            else splits.EVAL)
 
 
 def baseline_resolver(trainer, kubeflow: bool):
@@ -46,21 +53,64 @@ def baseline_resolver(trainer, kubeflow: bool):
     LatestBlessedModelStrategy is used; caching on Vertex is the service's own.
     """
     channels = {
-        "model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)}
+        resolver_spec.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        resolver_spec.MODEL_BLESSING_KEY: tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing)}
     if kubeflow:
         strategy = tfx.dsl.experimental.LatestBlessedModelStrategy
     else:
         strategy = LatestBlessedOtherModelStrategy
-        channels["candidate"] = trainer.outputs["model"]
-    return tfx.dsl.Resolver(strategy_class=strategy, **channels).with_id(
-        "latest_blessed_model_resolver")
+        channels[resolver_spec.CANDIDATE_KEY] = trainer.outputs["model"]
+    return tfx.dsl.Resolver(strategy_class=strategy, **channels).with_id(resolver_spec.NODE_ID)
 
 
-def create_components(cfg: Config, kubeflow: bool = False) -> list:
+def warm_start_resolver(cfg: Config):
+    """The latest blessed model the Trainer continues from (trainer.warm_start: latest_blessed).
+
+    TFX's own strategy: the candidate does not exist yet when the Trainer starts.
+    """
+    if cfg.trainer.warm_start != "latest_blessed":
+        return None
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        **{resolver_spec.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+           resolver_spec.MODEL_BLESSING_KEY: tfx.dsl.Channel(
+               type=tfx.types.standard_artifacts.ModelBlessing)},
+    ).with_id("warm_start_model_resolver")
+
+
+def vertex_training_config(cluster: ClusterSection, image: str | None) -> dict:
+    """trainer.cluster as the custom_config of TFX's Google Cloud Trainer (a Vertex AI job).
+
+    Worker pool 0 is the chief, pool 1 the other replica_count - 1 workers, alike: the
+    machine type, the accelerators and the image (with facealign installed; the executor
+    sets the command). Vertex sets TF_CONFIG on every replica, so `trainer.distribution:
+    auto` trains them with MultiWorkerMirroredStrategy (trainer/distribution.py).
+    """
+    if not image:
+        raise ValueError("trainer.cluster needs the image its replicas run (compile --image)")
+    vertex = tfx.extensions.google_cloud_ai_platform
+    machine = {"machine_type": cluster.machine_type}
+    if cluster.accelerator_type:
+        machine.update(accelerator_type=cluster.accelerator_type,
+                       accelerator_count=cluster.accelerator_count)
+    pools = [{"machine_spec": dict(machine), "replica_count": count,
+              "container_spec": {"image_uri": image}}
+             for count in (1, cluster.replica_count - 1) if count > 0]
+    return {vertex.TRAINING_ARGS_KEY: {"project": cluster.project,
+                                       "job_spec": {"worker_pool_specs": pools}},
+            vertex.ENABLE_VERTEX_KEY: True,
+            vertex.VERTEX_REGION_KEY: cluster.region}
+
+
+def create_components(cfg: Config, kubeflow: bool = False,
+                      trainer_image: str | None = None) -> list:
+    """The pipeline's components; kubeflow with trainer.cluster: the Trainer runs on Vertex AI
+    in trainer_image."""
     example_gen = LandmarkExampleGen(sources=source_entries(cfg), eval_count=cfg.data.eval_count,
                                      seed=cfg.data.seed, on_error=cfg.data.on_error)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    raw_examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
+    statistics_gen = tfx.components.StatisticsGen(examples=raw_examples)
     # The schema is inferred from the training split only, so eval and test
     # are validated against what the model will be trained on.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
@@ -69,39 +119,52 @@ def create_components(cfg: Config, kubeflow: bool = False) -> list:
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     aug = cfg.augment
-    augment = Augment(examples=example_gen.outputs["examples"],
+    augment = Augment(examples=raw_examples,
                       anomalies=example_validator.outputs["anomalies"],
                       image_size=aug.image_size, face_fraction=aug.face_fraction,
                       copies=aug.copies, mirror=aug.mirror,
                       translation_sigma=aug.translation_sigma,
+                      translation_unit=aug.translation_unit,
                       rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma,
                       seed=aug.seed)
     # tuner.enabled: a KerasTuner sweep (trainer/tuning.py) on the same data; the
     # Trainer then trains with its best hyperparameters (trainer/run.py).
     tuner = tfx.components.Tuner(
         tuner_fn=TUNER_FN,
-        examples=augment.outputs["canonical_examples"],
-        transform_graph=augment.outputs["canonical_frame"],
+        examples=augment.outputs[augment_spec.CANONICAL_EXAMPLES_KEY],
+        transform_graph=augment.outputs[augment_spec.CANONICAL_FRAME_KEY],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"facealign": cfg.model_dump(mode="json")}) if cfg.tuner.enabled else None
-    trainer = tfx.components.Trainer(
+        custom_config={"facealign": config_lib.component_config(cfg, config_lib.TUNER_SECTIONS)}
+    ) if cfg.tuner.enabled else None
+    warm_start = warm_start_resolver(cfg)
+    trainer_args = dict(
         run_fn=RUN_FN,
-        examples=augment.outputs["canonical_examples"],
-        transform_graph=augment.outputs["canonical_frame"],
+        examples=augment.outputs[augment_spec.CANONICAL_EXAMPLES_KEY],
+        transform_graph=augment.outputs[augment_spec.CANONICAL_FRAME_KEY],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"facealign": cfg.model_dump(mode="json")})
+        base_model=warm_start.outputs["model"] if warm_start else None,
+        custom_config={"facealign": config_lib.component_config(cfg, config_lib.TRAINER_SECTIONS)})
+    if kubeflow and cfg.trainer.cluster is not None:   # the Trainer as a Vertex AI custom job
+        trainer_args["custom_config"].update(
+            vertex_training_config(cfg.trainer.cluster, trainer_image))
+        trainer = tfx.extensions.google_cloud_ai_platform.Trainer(**trainer_args)
+    else:
+        trainer = tfx.components.Trainer(**trainer_args)
     baseline = baseline_resolver(trainer, kubeflow)
+    # Scored through the serving signature on the held-out raw faces (photo + detector
+    # box), as a TF Serving client calls the model; not on Augment's crops.
     evaluator = LandmarkEvaluator(
-        examples=augment.outputs["canonical_examples"], model=trainer.outputs["model"],
-        baseline_model=(baseline.outputs["model"] if cfg.evaluator.compare_to_baseline
-                        else None),
+        examples=raw_examples, model=trainer.outputs["model"],
+        baseline_model=(baseline.outputs[resolver_spec.MODEL_KEY]
+                        if cfg.evaluator.compare_to_baseline else None),
         split=evaluation_split(cfg), max_nme=cfg.evaluator.max_nme,
         failure_threshold=cfg.evaluator.failure_threshold)
     pusher = AtomicPusher(
-        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs[evaluator_spec.BLESSING_KEY],
         base_directory=str(cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name))
     nodes = [example_gen, statistics_gen, schema_gen, example_validator, augment, trainer,
              evaluator, pusher]
@@ -109,17 +172,19 @@ def create_components(cfg: Config, kubeflow: bool = False) -> list:
         nodes.insert(6, baseline)
     if tuner is not None:
         nodes.insert(nodes.index(trainer), tuner)
+    if warm_start is not None:
+        nodes.insert(nodes.index(trainer), warm_start)
     return nodes
 
 
 def create_pipeline(cfg: Config, *, pipeline_root: str | None = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: list[str] | None = None,
-                    kubeflow: bool = False) -> tfx.dsl.Pipeline:
+                    kubeflow: bool = False, trainer_image: str | None = None) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline.name,
         pipeline_root=pipeline_root or str(cfg.resolve(cfg.pipeline.root)),
-        components=create_components(cfg, kubeflow),
+        components=create_components(cfg, kubeflow, trainer_image),
         enable_cache=cfg.pipeline.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None

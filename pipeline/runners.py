@@ -1,15 +1,25 @@
-"""Where the pipeline runs: locally (LocalDagRunner, SQLite MLMD, Beam
-DirectRunner by default) or compiled for Kubeflow Pipelines v2 / Vertex AI."""
+"""Where the pipeline runs: locally (LocalDagRunner, ML Metadata in an SQLite file or on a
+MySQL / MariaDB server, Beam DirectRunner by default) or compiled for Kubeflow Pipelines v2
+/ Vertex AI."""
 from __future__ import annotations
 
+import os
 import pathlib
+import socket
 
 from tfx import v1 as tfx
 
-from facealign.config import Config
+from facealign.config import Config, ConfigError
 from pipeline.pipeline import create_pipeline
 
 DEFAULT_IMAGE = "facealign:latest"
+START_MYSQL = ("start one, e.g. on Debian: `apt-get install mariadb-server && service mariadb "
+               "start`, or a private one: `mariadb-install-db --datadir=DIR && mariadbd "
+               "--datadir=DIR --port=PORT --bind-address=127.0.0.1`")
+
+
+class MetadataStoreError(RuntimeError):
+    """The ML Metadata store cannot be opened; the message says what to do."""
 
 
 def metadata_path(cfg: Config) -> pathlib.Path:
@@ -18,22 +28,70 @@ def metadata_path(cfg: Config) -> pathlib.Path:
     return cfg.resolve(cfg.pipeline.root) / "metadata.sqlite"
 
 
+def metadata_connection_config(cfg: Config):
+    """MLMD's connection: pipeline.mysql's server when set, else the SQLite file.
+
+    The MySQL password comes from the environment variable pipeline.mysql.password_env.
+    """
+    mysql = cfg.pipeline.mysql
+    if mysql is None:
+        path = metadata_path(cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(path))
+    password = None
+    if mysql.password_env:
+        password = os.environ.get(mysql.password_env)
+        if password is None:
+            raise ConfigError(f"pipeline.mysql.password_env: the environment variable "
+                              f"{mysql.password_env} is not set (it holds the password of "
+                              f"{mysql.user!r})")
+    return tfx.orchestration.metadata.mysql_metadata_connection_config(
+        host=mysql.host, port=mysql.port, database=mysql.database, username=mysql.user,
+        password=password)
+
+
+def check_mysql_store(cfg: Config, connection_config) -> None:
+    """Opens pipeline.mysql's store once (MLMD creates the database and its tables), or says
+    why it cannot: MLMD's own error names neither the server nor the cause."""
+    from ml_metadata.metadata_store import metadata_store
+
+    mysql = cfg.pipeline.mysql
+    try:
+        metadata_store.MetadataStore(connection_config)
+    except RuntimeError as exc:
+        where = f"{mysql.host}:{mysql.port}"
+        try:
+            socket.create_connection((mysql.host, mysql.port), timeout=5).close()
+        except OSError as reason:
+            raise MetadataStoreError(
+                f"pipeline.mysql: no MySQL / MariaDB server answers at {where} ({reason}); "
+                f"{START_MYSQL}") from None
+        secret = f"the password in ${mysql.password_env}" if mysql.password_env else \
+            "no password (pipeline.mysql.password_env is not set)"
+        raise MetadataStoreError(
+            f"pipeline.mysql: the server at {where} refused user {mysql.user!r} with {secret}, "
+            f"or may not let it create database {mysql.database!r}: {exc}") from None
+
+
 def run_local(cfg: Config) -> None:
-    path = metadata_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = create_pipeline(
-        cfg, metadata_connection_config=tfx.orchestration.metadata
-        .sqlite_metadata_connection_config(str(path)))
+    connection = metadata_connection_config(cfg)
+    if cfg.pipeline.mysql is not None:
+        check_mysql_store(cfg, connection)
+    pipeline = create_pipeline(cfg, metadata_connection_config=connection)
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
 
 def compile_kubeflow_v2(cfg: Config, output: str, image: str = DEFAULT_IMAGE,
                         pipeline_root: str | None = None) -> str:
-    """Writes the pipeline spec JSON; the image must have facealign installed."""
+    """Writes the pipeline spec JSON; the image must have facealign installed.
+
+    With trainer.cluster the Trainer runs as a Vertex AI custom job in the same image.
+    """
     path = pathlib.Path(output).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(path.parent), output_filename=path.name)
-    runner.run(create_pipeline(cfg, pipeline_root=pipeline_root, kubeflow=True))
+    runner.run(create_pipeline(cfg, pipeline_root=pipeline_root, kubeflow=True,
+                               trainer_image=image))
     return str(path)

@@ -13,7 +13,18 @@ re-saved with their own signatures and each weight once, and the copy is
 checked to answer exactly as the original; versions without real warmup
 requests get the run's first held-out faces (trainer.run.warmup_faces).
 
+Publishing replaces the folder's version (every clone pays for each published model
+in git history), and only when the new model's held-out NME, measured here through the
+serving signature on the run's held-out faces, is at least --min-improvement (relative)
+better than the published model's on the same faces. The card shows the training curve
+(`training_curve.png`: validation NME against samples trained on since the first
+warm-started ancestor), the lineage and the CPU the model was trained on.
+
   python pretrained/publish.py --config configs/300w.yaml --out pretrained/dan-300w
+  python pretrained/publish.py --config configs/300w.yaml --remeasure pretrained/aan-300w
+
+--remeasure scores a published model in place through the serving signature on the
+run's held-out faces and rewrites its card's evaluation table and metadata.
 """
 from __future__ import annotations
 
@@ -29,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from components.atomic_pusher.executor import METADATA, add_evaluation  # noqa: E402
 from facealign import config as config_lib  # noqa: E402
 
+EVALUATION_HEADING = "## Evaluation"
 HEADLINE = ("nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "auc_0.08",
             "failure_rate_0.08")
 
@@ -80,6 +92,45 @@ def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
     return True
 
 
+# What the exporter writes itself; a re-export keeps the rest of the metadata.
+EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "exported_at",
+                 "tensorflow_version", "keras_version", "signatures", "box_format",
+                 "warmup_requests", "mean_shape", "evaluation")
+
+
+def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
+    """Exports a pushed model again with this checkout's exporter; its largest landmark change.
+
+    A model trained by an older checkout gets the current serving graph (the
+    in-graph input checks and landmark_spread), its weights and metadata
+    unchanged; the change is measured through serving_default on the run's
+    held-out faces (the warmup requests) and is bfloat16 noise at most.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer import export, run, warm_start
+
+    metadata = json.loads((src / METADATA).read_text())
+    precision = metadata.get("precision") or metadata["config"]["trainer"]["precision"]
+    _, view, _, _ = warm_start.rebuild(src, precision=precision)
+    splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
+                    key=lambda p: int(p.parent.name))
+    faces = run.warmup_faces([str(splits[-1] / "*")]) if splits else None
+    export.export_saved_model(view, metadata["mean_shape"], str(dst),
+                              metadata={k: v for k, v in metadata.items()
+                                        if k not in EXPORTER_KEYS},
+                              image_size=metadata["image_size"], warmup_faces=faces)
+    old, new = tf.saved_model.load(str(src)), tf.saved_model.load(str(dst))
+    change = 0.0
+    for request in export.read_warmup_requests(str(dst)):
+        inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
+        a = old.signatures["serving_default"](**inputs)["landmarks"].numpy()
+        b = new.signatures["serving_default"](**inputs)["landmarks"].numpy()
+        change = max(change, float(np.abs(a - b).max()))
+    return change
+
+
 def ensure_real_warmup(root: pathlib.Path, model_dir: pathlib.Path) -> int:
     """Real held-out faces as warmup requests where the version has none; their count."""
     from trainer import export, run
@@ -99,6 +150,85 @@ def ensure_real_warmup(root: pathlib.Path, model_dir: pathlib.Path) -> int:
     return count
 
 
+def held_out_examples(root: pathlib.Path) -> list[str]:
+    """The run's held-out raw faces (LandmarkExampleGen's newest eval split): what the Evaluator
+    scores."""
+    splits = sorted(root.glob("LandmarkExampleGen/examples/*/Split-eval"),
+                    key=lambda p: int(p.parent.name))
+    if not splits:
+        raise SystemExit(f"{root} has no LandmarkExampleGen eval split: run the pipeline first")
+    return sorted(str(p) for p in splits[-1].glob("*"))
+
+
+def measure(model_dir: pathlib.Path, files: list[str], threshold: float) -> dict:
+    """{"all": summary, subset: summary}: the model through its serving signature on the faces."""
+    from components.landmark_evaluator import evaluation
+
+    predictions = evaluation.predict(str(model_dir), evaluation.read_examples(files))
+    return evaluation.score(predictions, threshold)
+
+
+def headline(metrics: dict) -> float:
+    figures = metrics["all"]
+    value = figures.get("nme_inter_ocular")
+    return figures["nme_box_diagonal"] if value is None else value
+
+
+def curve_png(metadata: dict, path: pathlib.Path) -> bool:
+    """training_curve.png: validation NME per epoch against cumulative samples; False if
+    unrecorded."""
+    curve = metadata.get("validation_curve")
+    if not curve:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "nme_inter_ocular" if all(p.get("nme_inter_ocular") is not None for p in curve) \
+        else "nme_inter_pupil"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for stage in sorted({p["stage"] for p in curve}):
+        points = [p for p in curve if p["stage"] == stage]
+        ax.plot([p["samples"] / 1e3 for p in points], [100 * p[key] for p in points], "o-",
+                markersize=3, label=f"stage {stage}")
+    ax.set_xlabel("samples trained on, cumulative over warm-started generations (thousands)")
+    ax.set_ylabel(f"validation NME, {key[4:].replace('_', '-')} (%)")
+    ax.set_title(f"{metadata.get('model', 'model').upper()}: held-out NME during training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def lineage_lines(metadata: dict) -> list[str]:
+    lineage = metadata.get("lineage")
+    if not lineage:
+        return []
+    parent = lineage.get("parent")
+    return [
+        f"- Lineage: generation {lineage['generation']}"
+        + (f", warm-started from `{parent}` (exported {lineage.get('parent_exported_at')})"
+           if parent else ", trained from random weights") + ".",
+        f"- Cumulative training over the generations: {lineage['cumulative_steps']:,} steps, "
+        f"{lineage['cumulative_samples']:,} samples, "
+        f"{lineage['cumulative_seconds'] / 3600:.2f} hours.",
+        f"- Trained on: {metadata.get('precision_reason', 'not recorded')} "
+        f"(precision {metadata.get('precision', '?')}).",
+    ]
+
+
+def evaluation_table(metrics: dict) -> list[str]:
+    lines = ["| subset | faces | NME inter-ocular | NME inter-pupil | NME box diagonal | "
+             "AUC@0.08 | failure@0.08 |", "|---|---|---|---|---|---|---|"]
+    for subset, figures in metrics.items():
+        lines.append(f"| {subset} | {figures['count']} | {figures['nme_inter_ocular']:.2f}% | "
+                     f"{figures['nme_inter_pupil']:.2f}% | {figures['nme_box_diagonal']:.2f}% | "
+                     f"{figures['auc_0.08']:.3f} | {figures['failure_rate_0.08']:.1f}% |")
+    return lines
+
+
 def frame_of(root: pathlib.Path) -> dict:
     frames = sorted(root.glob("Augment/canonical_frame/*/canonical_frame.json"),
                     key=lambda p: int(p.parent.name))
@@ -116,13 +246,18 @@ def percent(value) -> str:
 def aan_lines(aan: dict) -> list[str]:
     """The AAN's choices that its metadata records and the DAN's card has no place for."""
     widths = "/".join(str(aan["base_filters"] * 2 ** k) for k in range(4))
+    units = aan.get("units_per_block")
     low, high = aan["lr_boundaries"]
+    # models trained before the stem, the units per block and the coupled L2 (issue #14)
+    # recorded none of them and used AdamW
+    stem = f"a 7x7 stem, {'/'.join(map(str, units))} units per block, " if units else ""
+    optimizer = ("Adam with an L2 weight decay" if units else "AdamW, weight decay")
     return [
-        f"- Network: bottleneck widths {widths}, attention "
+        f"- Network: {stem}bottleneck widths {widths}, attention "
         f"{'on' if aan['attention'] else 'off (ablation)'}, {aan['embedding']} embedding of "
         f"d = {aan['embedding_dim']}, intermediate supervision "
         f"{'on (the heads are not exported)' if aan['intermediate_supervision'] else 'off'}.",
-        f"- AdamW, weight decay {aan['weight_decay']:g}; learning rate /10 after {low} and "
+        f"- {optimizer} {aan['weight_decay']:g}; learning rate /10 after {low} and "
         f"/100 after {high} steps; loss: {aan['normalization']}-normalised NME summed over "
         "the outputs.",
     ]
@@ -134,9 +269,11 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
     model = cfg["model"]["name"]
     per_stage = metadata["validation_nme_inter_pupil_per_stage"]
     per_stage_io = metadata.get("validation_nme_inter_ocular_per_stage")
+    title = ('Deep Alignment Network (Kowalski et al. 2017), ' + str(metadata['stages']) + ' stages'
+             if model == 'dan' else 'Attentional Alignment Network (Yue et al. 2018)')
     lines = [
         f"# {name}", "",
-        f"{'Deep Alignment Network (Kowalski et al. 2017), ' + str(metadata['stages']) + ' stages' if model == 'dan' else 'Attentional Alignment Network (Yue et al. 2018)'}"
+        f"{title}"
         f", 68 landmarks, trained by `facealign run --config {config_path}` on this project's "
         f"2-core CPU machine. TF Serving layout: `{version.name}/` is the version folder "
         f"({size_mb(version):.1f} MB).", "", provenance, "",
@@ -171,13 +308,13 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         io = f", {percent(per_stage_io[stage - 1])} inter-ocular" if per_stage_io else ""
         when = f"After stage {stage}" if model == "dan" else "After training"
         lines.append(f"- {when}: validation NME {percent(nme)} inter-pupil{io}.")
-    lines += ["", "## Evaluation (LandmarkEvaluator, held-out faces, original image pixels)", "",
-              "| subset | faces | NME inter-ocular | NME inter-pupil | NME box diagonal | "
-              "AUC@0.08 | failure@0.08 |", "|---|---|---|---|---|---|---|"]
-    for subset, figures in report["metrics"].items():
-        lines.append(f"| {subset} | {figures['count']} | {figures['nme_inter_ocular']:.2f}% | "
-                     f"{figures['nme_inter_pupil']:.2f}% | {figures['nme_box_diagonal']:.2f}% | "
-                     f"{figures['auc_0.08']:.3f} | {figures['failure_rate_0.08']:.1f}% |")
+    lines += lineage_lines(metadata)
+    if metadata.get("validation_curve"):
+        lines.append("- Training curve: `training_curve.png` (validation NME after every epoch "
+                     "against the samples trained on since the first generation).")
+    lines += ["", f"{EVALUATION_HEADING} (LandmarkEvaluator through the serving signature, "
+              "held-out photos with their detector boxes, original image pixels)", "",
+              *evaluation_table(report["metrics"])]
     lines += ["", f"Blessing: {report['reason']}. CED curve: `ced.png`.", "",
               "## Use", "",
               "```sh",
@@ -195,14 +332,26 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the run's configuration file")
-    parser.add_argument("--out", required=True, help="pretrained/<name> folder to (re)write")
+    parser.add_argument("--out", help="pretrained/<name> folder to (re)write")
     parser.add_argument("--version", help="the pushed version to publish (default: newest)")
     parser.add_argument("--note", default="", help="a paragraph for the card (Markdown)")
+    parser.add_argument("--min-improvement", type=float, default=0.03,
+                        help="relative NME gain over the published model needed to replace it "
+                             "(default 0.03: 3%%)")
+    parser.add_argument("--re-export", action="store_true",
+                        help="export the model again with this checkout's exporter (newer "
+                             "serving graph), keeping its weights and metadata")
+    parser.add_argument("--remeasure", metavar="FOLDER",
+                        help="re-score this published model in place instead of publishing")
     parser.add_argument("--set", action="append", default=[], dest="overrides",
                         metavar="KEY=VALUE", help="configuration override, as facealign run")
     args = parser.parse_args(argv)
     cfg = config_lib.load(args.config, args.overrides)
     root = cfg.resolve(cfg.pipeline.root)
+    if args.remeasure:
+        return remeasure(pathlib.Path(args.remeasure), root, cfg.evaluator.failure_threshold)
+    if not args.out:
+        parser.error("--out is required (or --remeasure FOLDER)")
     base = cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name
     version = base / args.version if args.version else newest_version(base)
     if not (version / METADATA).is_file():
@@ -210,24 +359,75 @@ def main(argv=None) -> int:
     metadata = json.loads((version / METADATA).read_text())
     report, evaluation_dir = evaluation_of(root, metadata)
     out = pathlib.Path(args.out)
+    ours = headline(report["metrics"])
+    published = [p for p in out.iterdir() if p.name.isdigit()] if out.exists() else []
+    if published:
+        theirs = headline(measure(published[0], held_out_examples(root),
+                                  cfg.evaluator.failure_threshold))
+        gain = (theirs - ours) / theirs
+        print(f"publish: {version.name} {ours:.3f}% against the published {published[0].name} "
+              f"{theirs:.3f}% on the same faces: {100 * gain:+.1f}%")
+        if gain < args.min_improvement:
+            raise SystemExit(f"not published: {100 * gain:.1f}% better, "
+                             f"{100 * args.min_improvement:.0f}% needed")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    resaved = compact_copy(version, out / version.name)
+    if args.re_export:
+        change = reexport(version, out / version.name, root)
+        print(f"publish: re-exported with this checkout's exporter; landmarks moved at most "
+              f"{change:.3f} px on the warmup requests")
+        if change > 0.5:
+            raise SystemExit(f"the re-exported model answers differently ({change:.2f} px)")
+        resaved = False
+    else:
+        resaved = compact_copy(version, out / version.name)
     warmup = ensure_real_warmup(root, out / version.name)
     add_evaluation(str(out / version.name), {"split": report["split"],
                                              "metrics": report["metrics"],
                                              "reason": report["reason"]})
     shutil.copy(evaluation_dir / "ced.png", out / "ced.png")
     metadata = json.loads((out / version.name / METADATA).read_text())
+    curve_png(metadata, out / "training_curve.png")
     provenance = (f"Pushed by the pipeline as version {version.name} of "
                   f"`{cfg.serving.model_name}` (blessing: {report['reason']})"
                   + ("; re-saved here with each weight once (it was pushed by the exporter "
                      "that stored every weight twice), answering exactly as pushed" if resaved
+                     else "")
+                  + ("; exported again here by this checkout's exporter (the in-graph input "
+                     "checks and `landmark_spread`), its weights unchanged" if args.re_export
                      else "") + f". {warmup} warmup requests (real held-out faces).")
     (out / "MODEL_CARD.md").write_text(card(out.name, out / version.name, metadata, report,
                                             frame_of(root), args.config, provenance, args.note))
     print(f"published {version} -> {out / version.name} ({size_mb(out / version.name):.1f} MB)")
+    return 0
+
+
+def remeasure(folder: pathlib.Path, root: pathlib.Path, threshold: float) -> int:
+    """Scores a published model in place through the serving signature; rewrites its card's
+    table."""
+    from facealign import model_paths
+
+    version = pathlib.Path(model_paths.resolve_model_dir(folder))
+    metrics = measure(version, held_out_examples(root), threshold)
+    metadata = json.loads((version / METADATA).read_text())
+    before = (metadata.get("evaluation") or {}).get("metrics")
+    add_evaluation(str(version), {**(metadata.get("evaluation") or {}), "metrics": metrics,
+                                  "measured_by": "serving_tf_example on the held-out photos"})
+    card_path = folder / "MODEL_CARD.md"
+    text = card_path.read_text()
+    start = text.index(EVALUATION_HEADING)
+    end = text.index("\n\n", text.index("|---|", start))
+    was = (f" Before, scored through `predict_canonical` on Augment's OpenCV crops: "
+           f"{headline(before):.2f}% inter-ocular.") if before else ""
+    section = "\n".join([
+        f"{EVALUATION_HEADING} (through the serving signature, held-out photos with their "
+        "detector boxes, original image pixels)", "",
+        f"Re-measured through `serving_tf_example` (the path a TF Serving client calls) on the "
+        f"same {metrics['all']['count']} held-out faces.{was}", "", *evaluation_table(metrics)])
+    card_path.write_text(text[:start] + section + text[end:])
+    print(f"remeasured {version}: {headline(metrics):.3f}% inter-ocular" + (
+        f" (was {headline(before):.3f}%)" if before else ""))
     return 0
 
 

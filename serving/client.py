@@ -2,8 +2,9 @@
 
 Both send encoded images (JPEG/PNG/BMP/GIF bytes) with one face box each
 (x0, y0, x1, y1 pixels) to the ``serving_default`` signature and return a
-:class:`Prediction` of numpy arrays: landmarks [B, N, 2] in image pixels and
-stage_spread [B]. They work against TF Serving itself and against
+:class:`Prediction` of numpy arrays: landmarks [B, N, 2] in image pixels,
+stage_spread [B] and landmark_spread [B, N] (None from a model exported before
+it had that output). They work against TF Serving itself and against
 ``facealign serve`` (serving/server.py), which speaks the same REST API.
 
 Every failure is a :class:`ServingError` carrying ``status`` and the
@@ -24,7 +25,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,6 +48,18 @@ class ServingError(Exception):
 class Prediction:
     landmarks: np.ndarray     # float32 [B, N, 2], image pixels
     stage_spread: np.ndarray  # float32 [B]
+    # float32 [B, N]: each point's move between the last two stages / face size (0: one
+    # stage); None when the model predates the output
+    landmark_spread: np.ndarray | None = None
+
+    @classmethod
+    def from_outputs(cls, outputs: dict) -> Prediction:
+        """From a serving signature's outputs as numpy arrays (landmark_spread optional)."""
+        landmarks = np.asarray(outputs["landmarks"], np.float32)
+        spread = outputs.get("landmark_spread")
+        return cls(landmarks, np.asarray(outputs["stage_spread"], np.float32).reshape(-1),
+                   None if spread is None
+                   else np.asarray(spread, np.float32).reshape(landmarks.shape[:2]))
 
 
 def is_model_url(text: str) -> bool:
@@ -84,7 +97,7 @@ class RestClient:
         self.timeout = float(timeout)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 30.0) -> "RestClient":
+    def from_url(cls, url: str, timeout: float = 30.0) -> RestClient:
         base, name, version = parse_model_url(url)
         return cls(base, name, version, timeout)
 
@@ -129,7 +142,7 @@ class RestClient:
                 text = response.read()
         except urllib.error.HTTPError as exc:
             raise ServingError(exc.code, _error_message(exc), url) from None
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise ServingError("DEADLINE_EXCEEDED",
                                f"no answer within {self.timeout:g} s ({exc})", url) from None
         except urllib.error.URLError as exc:
@@ -166,18 +179,26 @@ def parse_rest_prediction(answer: dict, count: int | None = None) -> Prediction:
             rows = answer["predictions"]
             landmarks = np.array([row["landmarks"] for row in rows], np.float32)
             spread = np.array([row["stage_spread"] for row in rows], np.float32)
+            per_point = ([row["landmark_spread"] for row in rows]
+                         if rows and all("landmark_spread" in row for row in rows) else None)
         else:
             outputs = answer["outputs"]
             landmarks = np.array(outputs["landmarks"], np.float32)
             spread = np.array(outputs["stage_spread"], np.float32)
-    except (KeyError, TypeError, ValueError) as exc:
+            per_point = outputs.get("landmark_spread")
+        if per_point is not None:
+            per_point = np.array(per_point, np.float32)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         keys = sorted(answer) if isinstance(answer, dict) else answer
         raise ServingError(200, f"unexpected predict answer ({type(exc).__name__}: {exc}); "
                                 f"keys: {keys!r}") from None
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2 or (count is not None
                                                           and len(landmarks) != count):
         raise ServingError(200, f"unexpected landmarks of shape {list(landmarks.shape)}")
-    return Prediction(landmarks.reshape(len(landmarks), -1, 2), spread.reshape(-1))
+    if per_point is not None and per_point.shape != landmarks.shape[:2]:
+        raise ServingError(200, f"unexpected landmark_spread of shape {list(per_point.shape)} "
+                                f"for landmarks of shape {list(landmarks.shape)}")
+    return Prediction(landmarks, spread.reshape(-1), per_point)
 
 
 # --- gRPC ----------------------------------------------------------------------------------
@@ -205,12 +226,11 @@ def parse_predict_response(response) -> Prediction:
     import tensorflow as tf
 
     try:
-        landmarks = tf.make_ndarray(response.outputs["landmarks"]).astype(np.float32)
-        spread = tf.make_ndarray(response.outputs["stage_spread"]).astype(np.float32)
+        return Prediction.from_outputs({name: tf.make_ndarray(response.outputs[name])
+                                        for name in response.outputs})
     except (KeyError, ValueError, TypeError) as exc:
         raise ServingError("INTERNAL", f"unexpected PredictResponse ({exc}); outputs: "
                                        f"{sorted(response.outputs)}") from None
-    return Prediction(landmarks, spread.reshape(-1))
 
 
 class GrpcClient:

@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from facealign import examples
-
 from facealign.data.pts import read_pts
 
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from facealign import canonical, canonical_example, crop, examples, geometry, landmarks68
 from facealign.data.pts import read_pts
-from facealign import canonical, canonical_example, examples, geometry, landmarks68
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def train_shapes(root):
 
 @pytest.fixture(scope="module")
 def frame(train_shapes):
-    return canonical.CanonicalFrame.from_mean_shape(geometry.procrustes_mean(train_shapes), 112, 0.5)
+    return canonical.CanonicalFrame.from_mean_shape(
+        geometry.procrustes_mean(train_shapes), 112, 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,10 @@ def faces(root):
     for table in sorted((root / "boxes").glob("*.csv")):
         with open(table) as f:
             for row in csv.DictReader(f):
-                boxes[row["image"]] = np.array([row[k] for k in ("x0", "y0", "x1", "y1")], dtype=np.float64)
-    chosen = sorted((root / "afw").glob("*.jpg"))[:2] + sorted((root / "helen" / "trainset").glob("*.jpg"))[:1]
+                boxes[row["image"]] = np.array([row[k] for k in ("x0", "y0", "x1", "y1")],
+                                               dtype=np.float64)
+    chosen = (sorted((root / "afw").glob("*.jpg"))[:2]
+              + sorted((root / "helen" / "trainset").glob("*.jpg"))[:1])
     result = []
     for path in chosen:
         key = path.relative_to(root).as_posix()
@@ -64,7 +67,9 @@ def bilinear(image, points):
     return ndimage.map_coordinates(image, [points[:, 1], points[:, 0]], order=1, mode="nearest")
 
 
-def all_samples(faces, frame, config=canonical.AugmentConfig()):
+def all_samples(faces, frame, config=None):
+    if config is None:
+        config = canonical.AugmentConfig()
     for face_id, image, landmarks, box in faces:
         yield image, canonical.eval_sample(image, landmarks, box, frame)
         for sample in canonical.training_samples(image, landmarks, box, face_id, frame, config):
@@ -78,11 +83,13 @@ def test_frame_places_s0_in_the_middle(frame):
     assert frame.size == 112
     assert np.isclose(max(x1 - x0, y1 - y0), 56, atol=1e-3)
     assert np.isclose((x0 + x1) / 2, 55.5, atol=1e-3) and np.isclose((y0 + y1) / 2, 55.5, atol=1e-3)
-    assert frame.mean_shape[36, 0] < frame.mean_shape[45, 0] and frame.mean_shape[8, 1] > frame.mean_shape[27, 1]
+    assert (frame.mean_shape[36, 0] < frame.mean_shape[45, 0]
+            and frame.mean_shape[8, 1] > frame.mean_shape[27, 1])
 
 
 def test_every_crop_is_the_original_sampled_through_to_original(faces, frame):
-    """Independent reference: canonical pixel p == bilinear(original, to_original(p)), mirrored image for mirrored samples."""
+    """Independent reference: canonical pixel p == bilinear(original, to_original(p)), mirrored
+    image for mirrored samples."""
     grid = np.stack(np.meshgrid(np.arange(112.0), np.arange(112.0)), axis=-1).reshape(-1, 2)
     count = 0
     for rgb, sample in all_samples(faces, frame):
@@ -95,7 +102,8 @@ def test_every_crop_is_the_original_sampled_through_to_original(faces, frame):
         # |gradient| / 64 grey levels at the sharpest edges (4 for a 0-255 step), plus
         # rounding; a half-pixel offset instead moves the mean by several levels.
         assert difference.max() <= 4.5 and difference.mean() < 0.6
-        assert np.all(sample.image.reshape(-1)[~interior(where, original, -1.0)] == 0)  # black outside
+        # black outside
+        assert np.all(sample.image.reshape(-1)[~interior(where, original, -1.0)] == 0)
         count += 1
     assert count == 3 * 11
 
@@ -103,22 +111,27 @@ def test_every_crop_is_the_original_sampled_through_to_original(faces, frame):
 def test_landmarks_map_back_to_the_ground_truth(faces, frame):
     for (face_id, rgb, landmarks, box) in faces:
         for sample in canonical.training_samples(rgb, landmarks, box, face_id, frame):
-            expected = landmarks if not sample.mirrored else canonical.mirror_face(rgb, landmarks, box)[1]
+            expected = (landmarks if not sample.mirrored
+                        else canonical.mirror_face(rgb, landmarks, box)[1])
             np.testing.assert_allclose(sample.original_landmarks, expected)
-            np.testing.assert_allclose(geometry.apply_transform(sample.to_original, sample.landmarks),
-                                       sample.original_landmarks, atol=1e-3)
+            np.testing.assert_allclose(
+                geometry.apply_transform(sample.to_original, sample.landmarks),
+                sample.original_landmarks, atol=1e-3)
 
 
 def test_patches_around_landmarks_match_the_original(faces, frame):
-    """Sample 5x5 canonical-pixel patches around each landmark in both images; a 2-pixel slip must do much worse."""
-    offsets = np.stack(np.meshgrid(np.arange(-2.0, 3.0), np.arange(-2.0, 3.0)), axis=-1).reshape(-1, 2)
+    """Sample 5x5 canonical-pixel patches around each landmark in both images; a 2-pixel slip
+    must do much worse."""
+    offsets = np.stack(np.meshgrid(np.arange(-2.0, 3.0), np.arange(-2.0, 3.0)),
+                       axis=-1).reshape(-1, 2)
 
     def patch_error(sample, original, slip):
         errors = []
         for point in sample.landmarks.astype(np.float64):
             canonical_points = point + offsets
             original_points = geometry.apply_transform(sample.to_original, canonical_points + slip)
-            if interior(canonical_points, sample.image).all() and interior(original_points, original).all():
+            if (interior(canonical_points, sample.image).all()
+                    and interior(original_points, original).all()):
                 canonical_values = bilinear(sample.image.astype(np.float64), canonical_points)
                 errors.append(np.abs(canonical_values - bilinear(original, original_points)).mean())
         return np.mean(errors) if len(errors) >= 10 else None
@@ -128,7 +141,8 @@ def test_patches_around_landmarks_match_the_original(faces, frame):
         aligned = patch_error(sample, original, 0.0)
         if aligned is None:  # a perturbation that pushed most of the face out of the frame
             continue
-        slipped = min(patch_error(sample, original, np.array(s)) for s in [(2.0, 0), (0, 2.0), (-2.0, 0), (0, -2.0)])
+        slipped = min(patch_error(sample, original, np.array(s))
+                      for s in [(2.0, 0), (0, 2.0), (-2.0, 0), (0, -2.0)])
         assert aligned < 10 and aligned < 0.4 * slipped, (aligned, slipped)
 
 
@@ -138,7 +152,8 @@ def test_eval_crop_is_scale_and_translation_near_s0(faces, frame):
         scale, angle = geometry.scale_and_angle(sample.to_original)
         assert angle == 0 and scale > 0
         assert not sample.mirrored
-        fitted = geometry.apply_transform(sample.to_canonical, geometry.fit_shape_to_box(frame.mean_shape, box))
+        fitted = geometry.apply_transform(sample.to_canonical,
+                                          geometry.fit_shape_to_box(frame.mean_shape, box))
         np.testing.assert_allclose(fitted, frame.mean_shape, atol=1e-3)
         # the detector box is on the face, so the ground truth lands near S0
         assert np.linalg.norm(sample.landmarks - frame.mean_shape, axis=1).mean() < 0.1 * 112
@@ -146,14 +161,49 @@ def test_eval_crop_is_scale_and_translation_near_s0(faces, frame):
 
 def test_crop_accepts_gray_and_colour(faces, frame):
     _, rgb, _, box = faces[0]
-    to_canonical = canonical.eval_transform(frame, box)
-    gray = canonical.to_gray(rgb)
-    assert np.abs(gray.astype(float) - luma(rgb)).max() <= 1.0
-    np.testing.assert_array_equal(canonical.crop(rgb, to_canonical, 112), canonical.crop(gray, to_canonical, 112))
-    np.testing.assert_array_equal(canonical.crop(gray[:, :, None], to_canonical, 64),
-                                  canonical.crop(gray, to_canonical, 64))
+    to_original = geometry.invert_transform(canonical.eval_transform(frame, box))
+    gray = np.round(luma(rgb)).astype(np.uint8)
+    np.testing.assert_array_equal(crop.crops(gray[:, :, None], to_original, 64),
+                                  crop.crops(gray, to_original, 64))
+    # one grayscale conversion for every input: a colour image is not rounded to uint8 gray
+    # before sampling, so its crop is within a grey level of the pre-rounded gray's
+    difference = np.abs(crop.crops(rgb, to_original, 112).astype(int)
+                        - crop.crops(gray, to_original, 112).astype(int))
+    assert difference.max() <= 1
     with pytest.raises(ValueError, match="uint8"):
-        canonical.crop(gray.astype(np.float32), to_canonical, 112)
+        crop.crops(gray.astype(np.float32), to_original, 112)
+
+
+def test_the_exported_graph_decodes_and_crops_exactly_as_training(faces, frame, root):
+    """Augment decodes the photo's bytes with crop.decode_gray, as the serving graph does."""
+    key, _, landmarks, box = faces[0]
+    encoded = (root / key).read_bytes()
+    from_bytes = canonical.eval_sample(encoded, landmarks, box, frame)
+    batch = crop.BoxFit(frame.mean_shape)
+    scale, centre = batch.scale_and_centre(np.asarray([box], np.float32))
+    in_graph = crop.warp(crop.decode_gray(encoded), batch.to_original(scale, centre), 112)
+    # the same pixels up to the transform's float32 (graph) vs float64 (numpy) rounding, which
+    # tips a rare bilinear value across a .5 grey level
+    difference = np.abs(in_graph.numpy()[0, :, :, 0].astype(int) - from_bytes.image)
+    assert difference.max() <= 1 and difference.mean() < 0.01, difference.mean()
+
+
+def test_box_fit_in_tensorflow_matches_numpy(frame):
+    rng = np.random.default_rng(4)
+    corners = rng.uniform(0, 400, (20, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 300, (20, 2))], axis=1)
+    fit = crop.BoxFit(frame.mean_shape)
+    scale, centre = fit.scale_and_centre(boxes.astype(np.float32))
+    ours = fit.to_original(scale, centre).numpy()
+    for box, affine in zip(boxes, ours):
+        np.testing.assert_allclose(affine, geometry.box_fit_transform(frame.mean_shape, box),
+                                   rtol=1e-5, atol=1e-3)
+    points = rng.uniform(0, 112, (20, 68, 2)).astype(np.float32)
+    mapped = fit.points_to_original(points, scale, centre).numpy()
+    for i, box in enumerate(boxes):
+        np.testing.assert_allclose(
+            mapped[i], geometry.apply_transform(geometry.box_fit_transform(frame.mean_shape, box),
+                                                points[i].astype(np.float64)), atol=1e-3)
 
 
 # --- mirroring ---------------------------------------------------------------------------
@@ -167,9 +217,11 @@ def test_mirror_face_flips_pixels_points_and_box(faces):
     permutation = landmarks68.mirror_permutation()
     np.testing.assert_allclose(bilinear(flipped, flipped_landmarks.astype(np.float64)),
                                bilinear(gray, landmarks[permutation].astype(np.float64)), atol=1e-2)
-    np.testing.assert_allclose(flipped_box, [width - 1 - box[2], box[1], width - 1 - box[0], box[3]])
+    np.testing.assert_allclose(flipped_box,
+                               [width - 1 - box[2], box[1], width - 1 - box[0], box[3]])
     for points in (landmarks, flipped_landmarks):
-        assert points[36, 0] < points[45, 0] and points[0, 0] < points[16, 0] and points[48, 0] < points[54, 0]
+        assert (points[36, 0] < points[45, 0] and points[0, 0] < points[16, 0]
+                and points[48, 0] < points[54, 0])
 
 
 def test_mirrored_samples_keep_anatomy_on_the_right_side(faces, frame):
@@ -178,7 +230,8 @@ def test_mirrored_samples_keep_anatomy_on_the_right_side(faces, frame):
         mirrored = [s for s in samples if s.mirrored]
         assert len(mirrored) == 5 and not any(s.mirrored for s in samples[:5])
         for sample in mirrored:
-            # point 36 (outer corner of the subject's right eye) stays on the image's left, in the mirrored image
+            # point 36 (outer corner of the subject's right eye) stays on the image's left, in
+            # the mirrored image
             assert sample.original_landmarks[36, 0] < sample.original_landmarks[45, 0]
             eyes = landmarks68.pupils(sample.original_landmarks)
             assert eyes[0, 0] < eyes[1, 0]
@@ -200,7 +253,8 @@ def test_mirroring_other_markups_needs_a_permutation():
     config = canonical.AugmentConfig(copies=4, mirror=False)
     assert len(canonical.training_samples(image, points, [5, 5, 45, 45], "x", frame, config)) == 4
     assert len(canonical.training_samples(image, points, [5, 5, 45, 45], "x", frame,
-                                          canonical.AugmentConfig(copies=4), permutation=reverse)) == 4
+                                          canonical.AugmentConfig(copies=4),
+                                          permutation=reverse)) == 4
 
 
 # --- determinism and statistics ---------------------------------------------------------
@@ -250,22 +304,26 @@ def test_perturbation_statistics_match_the_sigmas():
 
 
 def test_samples_apply_the_drawn_perturbation(faces, frame):
-    """Eval crop -> training crop is the inverse of the perturbation, read in canonical units about S0's centre."""
+    """Eval crop -> training crop is the inverse of the perturbation, read in canonical units
+    about S0's centre."""
     config = canonical.AugmentConfig(copies=6, mirror=False)
     s0 = frame.mean_shape.astype(np.float64)
     x0, y0, x1, y1 = geometry.bounding_box(s0)
     centre = s0.mean(axis=0)
     for face_id, rgb, landmarks, box in faces:
         base = canonical.eval_sample(rgb, landmarks, box, frame)
-        for index, sample in enumerate(canonical.training_samples(rgb, landmarks, box, face_id, frame, config)):
-            drawn = canonical.draw_perturbation(canonical.perturbation_rng(config.seed, face_id, index), config)
+        for index, sample in enumerate(canonical.training_samples(rgb, landmarks, box, face_id,
+                                                                  frame, config)):
+            drawn = canonical.draw_perturbation(
+                canonical.perturbation_rng(config.seed, face_id, index), config)
             eval_to_train = geometry.compose(sample.to_canonical, base.to_original)
             scale, angle = geometry.scale_and_angle(eval_to_train)
             assert np.isclose(scale, 1 / drawn.scale) and np.isclose(angle, -drawn.angle)
             moved = geometry.apply_transform(eval_to_train, centre) - centre
             shift = -geometry.apply_transform(geometry.similarity(drawn.scale, drawn.angle), moved)
             np.testing.assert_allclose(shift / [x1 - x0, y1 - y0], drawn.shift, atol=1e-6)
-            np.testing.assert_allclose(sample.landmarks, geometry.apply_transform(eval_to_train, base.landmarks),
+            np.testing.assert_allclose(sample.landmarks,
+                                       geometry.apply_transform(eval_to_train, base.landmarks),
                                        atol=1e-3)
 
 
@@ -279,7 +337,8 @@ def test_pixel_stats_merge_equals_all_at_once():
     parts = [canonical.PixelStats() for _ in range(3)]
     for i, image in enumerate(images):
         parts[i % 3].add(image if i % 2 else image[:, :, None])
-    merged = canonical.PixelStats().merge(parts[0]).merge(canonical.PixelStats()).merge(parts[1]).merge(parts[2])
+    merged = (canonical.PixelStats().merge(parts[0]).merge(canonical.PixelStats())
+              .merge(parts[1]).merge(parts[2]))
     (mean, std), (mean2, std2) = whole.extract(), merged.extract()
     np.testing.assert_allclose(mean, mean2, rtol=1e-6)
     np.testing.assert_allclose(std, std2, rtol=1e-5)
@@ -303,7 +362,8 @@ def test_mean_shape_accumulator_merges_and_matches_iterative_procrustes(train_sh
     parts = [canonical.ProcrustesMeanAccumulator() for _ in range(4)]
     for i, shape in enumerate(moved):
         parts[i % 4].add(shape)
-    merged = parts[3].merge(parts[1]).merge(canonical.ProcrustesMeanAccumulator()).merge(parts[0]).merge(parts[2])
+    merged = (parts[3].merge(parts[1]).merge(canonical.ProcrustesMeanAccumulator())
+              .merge(parts[0]).merge(parts[2]))
     assert merged.count == len(moved)
     np.testing.assert_allclose(merged.extract(), whole.extract(), atol=1e-10)
     np.testing.assert_allclose(whole.extract(), geometry.procrustes_mean(moved), atol=1e-7)
@@ -317,8 +377,10 @@ def test_tf_example_round_trip(faces, frame):
     import tensorflow as tf
 
     face_id, rgb, landmarks, box = faces[0]
-    samples = canonical.training_samples(rgb, landmarks, box, face_id, frame, canonical.AugmentConfig(copies=2))
-    serialized = [canonical_example.encode_canonical_example(s, face_id, "300w", "afw").SerializeToString()
+    samples = canonical.training_samples(rgb, landmarks, box, face_id, frame,
+                                         canonical.AugmentConfig(copies=2))
+    serialized = [canonical_example.encode_canonical_example(s, face_id, "300w", "afw")
+                  .SerializeToString()
                   for s in samples]
 
     for sample, data in zip(samples, serialized):
@@ -326,24 +388,30 @@ def test_tf_example_round_trip(faces, frame):
         assert (record.face_id, record.dataset, record.subset) == (face_id, "300w", "afw")
         np.testing.assert_array_equal(record.sample.image, sample.image)
         np.testing.assert_allclose(record.sample.landmarks, sample.landmarks)
-        np.testing.assert_allclose(record.sample.to_original, sample.to_original, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(record.sample.to_original, sample.to_original, rtol=1e-6,
+                                   atol=1e-4)
         np.testing.assert_allclose(record.sample.original_landmarks, sample.original_landmarks)
         np.testing.assert_allclose(record.sample.box, sample.box)
         assert record.sample.mirrored == sample.mirrored
 
         parsed = canonical_example.parse_canonical_example(tf.constant(data), 68, 112)
-        assert parsed[examples.IMAGE].dtype == tf.uint8 and parsed[examples.IMAGE].shape == (112, 112, 1)
-        assert parsed[examples.LANDMARKS].dtype == tf.float32 and parsed[examples.LANDMARKS].shape == (68, 2)
+        assert (parsed[examples.IMAGE].dtype == tf.uint8
+                and parsed[examples.IMAGE].shape == (112, 112, 1))
+        assert (parsed[examples.LANDMARKS].dtype == tf.float32
+                and parsed[examples.LANDMARKS].shape == (68, 2))
         np.testing.assert_array_equal(parsed[examples.IMAGE].numpy()[:, :, 0], sample.image)
         np.testing.assert_allclose(parsed[examples.LANDMARKS].numpy(), sample.landmarks)
-        np.testing.assert_allclose(parsed[examples.TO_ORIGINAL].numpy(), sample.to_original, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(parsed[examples.TO_ORIGINAL].numpy(), sample.to_original,
+                                   rtol=1e-6, atol=1e-4)
         assert int(parsed[examples.MIRRORED]) == int(sample.mirrored)
         assert parsed[examples.FACE_ID].numpy().decode() == face_id
 
     dataset = tf.data.Dataset.from_tensor_slices(serialized).batch(2).map(
         lambda batch: canonical_example.parse_canonical_examples(batch, 68, 112))
     batch = next(iter(dataset))
-    assert batch[examples.IMAGE].shape == (2, 112, 112, 1) and batch[examples.LANDMARKS].shape == (2, 68, 2)
+    assert (batch[examples.IMAGE].shape == (2, 112, 112, 1)
+            and batch[examples.LANDMARKS].shape == (2, 68, 2))
     np.testing.assert_array_equal(batch[examples.IMAGE].numpy()[..., 0], [s.image for s in samples])
-    np.testing.assert_allclose(batch[examples.ORIGINAL_LANDMARKS].numpy(), [s.original_landmarks for s in samples])
+    np.testing.assert_allclose(batch[examples.ORIGINAL_LANDMARKS].numpy(),
+                               [s.original_landmarks for s in samples])
     np.testing.assert_array_equal(batch[examples.MIRRORED].numpy(), [0, 1])

@@ -1,4 +1,5 @@
-"""Augment on ExampleGen's output of 10 real faces: canonical crops, frame, determinism, anomaly gate."""
+"""Augment on ExampleGen's output of 10 real faces: canonical crops, frame, determinism,
+anomaly gate."""
 import json
 import pathlib
 import shutil
@@ -11,10 +12,11 @@ from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.augment import anomalies, executor, frame_io
+from components.augment import anomalies, executor
 from components.augment.component import Augment
 from components.landmark_example_gen import executor as example_gen_executor
-from facealign import canonical_example, examples as names, geometry
+from facealign import canonical_example, frame_io, geometry
+from facealign import examples as names
 
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 FACES, EVAL_COUNT, COPIES, SIZE = 10, 2, 2, 112
@@ -216,7 +218,8 @@ def test_dataset_level_anomaly_is_reported(tmp_path):
     artifact = anomalies_artifact(tmp_path, {})
     proto = anomalies_pb2.Anomalies()
     proto.dataset_anomaly_info.description = "Low number of examples"
-    path = pathlib.Path(artifact_utils.get_split_uri([artifact], "train")) / anomalies.ANOMALIES_FILE
+    split_dir = pathlib.Path(artifact_utils.get_split_uri([artifact], "train"))
+    path = split_dir / anomalies.ANOMALIES_FILE
     path.write_bytes(proto.SerializeToString())
     assert anomalies.anomaly_lines(artifact) == ["split train: Low number of examples"]
 

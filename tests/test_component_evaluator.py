@@ -1,13 +1,17 @@
 """LandmarkEvaluator with exported models whose predictions are known exactly.
 
-The models return the canonical mean shape S0 plus a fixed offset whatever
-the image, so the evaluator's scores can be recomputed in numpy from the
-examples' to_original transforms and compared exactly.
+The Evaluator scores raw faces (LandmarkExampleGen's tf.Examples: photo bytes
+and detector box) through the SavedModel's serving signature. The models here
+return the canonical mean shape S0 plus a fixed offset whatever the image, so
+the serving graph answers S0 + offset fitted to each detector box, and the
+evaluator's scores can be recomputed in numpy (geometry.box_fit_transform)
+and compared exactly. The last test scores a real (untrained) DAN both with
+the Evaluator on ExampleGen's output and with `facealign evaluate` on the
+same folder.
 """
 import json
 import pathlib
 
-import cv2
 import keras
 import numpy as np
 import pytest
@@ -15,10 +19,11 @@ import tensorflow as tf
 from tfx.components.evaluator import constants
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.landmark_evaluator import evaluation, executor
+from components.landmark_evaluator import evaluation, executor, spec
 from components.landmark_evaluator.component import LandmarkEvaluator
-from facealign import canonical, canonical_example, geometry, metrics
+from facealign import canonical, geometry, metrics
 from facealign.data import read_dataset
+from facealign.raw_example import record_to_example
 from trainer.export import export_saved_model
 
 SIZE = 112
@@ -68,6 +73,7 @@ def setup(demo_data, tmp_path_factory):
     mean = geometry.procrustes_mean([r.landmarks for r in records])
     frame = canonical.CanonicalFrame.from_mean_shape(mean, SIZE)
 
+    # The raw faces as LandmarkExampleGen writes them (photo bytes, detector box).
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp / "examples")
     examples.split_names = artifact_utils.encode_split_names(["eval"])
@@ -77,11 +83,8 @@ def setup(demo_data, tmp_path_factory):
     with tf.io.TFRecordWriter(str(split_dir / "data_tfrecord-00000-of-00001.gz"),
                               options="GZIP") as writer:
         for record in chosen:
-            image = cv2.imread(str(record.image_path), cv2.IMREAD_GRAYSCALE)
-            sample = canonical.eval_sample(image, record.landmarks, record.box, frame)
-            writer.write(canonical_example.encode_canonical_example(
-                sample, record.face_id, record.dataset, record.subset).SerializeToString())
-            samples.append((sample, record.subset))
+            writer.write(record_to_example(record))
+            samples.append((record, record.subset))
 
     models = {}
     for i, (name, offset) in enumerate([("zero", (0, 0)), ("zero_copy", (0, 0)),
@@ -94,13 +97,17 @@ def setup(demo_data, tmp_path_factory):
             "models": models}
 
 
-def expected_summary(samples, mean_shape, offset, subset=None) -> dict:
-    """metrics.summary of S0 + offset mapped back with each example's to_original, in numpy."""
-    chosen = [s for s, sub in samples if subset is None or sub == subset]
+def in_box(record, mean_shape, offset) -> np.ndarray:
+    """S0 + offset (canonical pixels) mapped to the photo by S0's fit to the detector box."""
     shape = np.asarray(mean_shape, np.float64) + np.asarray(offset, np.float64)
-    predicted = np.stack([geometry.apply_transform(s.to_original.astype(np.float32), shape)
-                          for s in chosen])
-    truth = np.stack([s.original_landmarks for s in chosen])
+    return geometry.apply_transform(geometry.box_fit_transform(mean_shape, record.box), shape)
+
+
+def expected_summary(samples, mean_shape, offset, subset=None) -> dict:
+    """metrics.summary of S0 + offset placed in each face's box, in numpy."""
+    chosen = [r for r, sub in samples if subset is None or sub == subset]
+    predicted = np.stack([in_box(r, mean_shape, offset) for r in chosen])
+    truth = np.stack([r.landmarks for r in chosen])
     return metrics.summary(predicted, truth, THRESHOLD)
 
 
@@ -158,15 +165,17 @@ def test_offset_zero_model_scores_the_mean_shape_error(setup):
     assert report["blessed"] is True
 
 
-def test_predictions_match_the_to_original_mapping(setup):
+def test_predictions_are_the_serving_signatures_in_original_pixels(setup):
     files = executor.split_files(setup["examples"], "eval")
     predictions = evaluation.predict(str(setup["models"]["shifted"].uri) + "/Format-Serving",
-                                     files, batch_size=3)  # several batches
-    s0 = setup["frame"].mean_shape.astype(np.float64) + SHIFT
-    expected = np.stack([geometry.apply_transform(s.to_original, s0)
-                         for s, _ in setup["samples"]])
+                                     evaluation.read_examples(files),
+                                     batch_size=3)  # several batches
+    expected = np.stack([in_box(r, setup["frame"].mean_shape, SHIFT)
+                         for r, _ in setup["samples"]])
     np.testing.assert_allclose(predictions.predicted, expected, atol=1e-3)
     assert predictions.subsets == [sub for _, sub in setup["samples"]]
+    np.testing.assert_array_equal(predictions.ground_truth,
+                                  np.stack([r.landmarks for r, _ in setup["samples"]]))
 
 
 # --- blessing ------------------------------------------------------------------------------
@@ -265,3 +274,71 @@ def test_component_spec_builds():
     assert component.outputs["blessing"].type == standard_artifacts.ModelBlessing
     assert component.exec_properties["split"] == "test"
     assert component.exec_properties["max_nme"] == 7.5
+
+
+# --- the Evaluator and `facealign evaluate` score alike ------------------------------------
+
+def test_evaluator_and_the_evaluate_command_agree_on_the_same_faces(demo_data, tmp_path):
+    """A real DAN (untrained, so its answers depend on the pixels) scored twice on the 60 demo
+    faces with their detector boxes: by the Evaluator on LandmarkExampleGen's output (a test
+    source: every face in the test split) and by `facealign evaluate` on the folder."""
+    from tfx.dsl.components.base import base_beam_executor
+
+    from components.landmark_example_gen import executor as example_gen_executor
+    from facealign import cli
+    from facealign.config import DanConfig
+    from trainer.dan_model import build_dan_model
+
+    root = demo_data / "300w"
+    records, _ = read_dataset(root, boxes=[root / "boxes.csv"], name="demo")
+    frame = canonical.CanonicalFrame.from_mean_shape(
+        geometry.procrustes_mean([r.landmarks for r in records]), SIZE)
+    keras.utils.set_random_seed(3)
+    dan = build_dan_model(frame.mean_shape, np.full((SIZE, SIZE), 100.0, np.float32),
+                          np.full((SIZE, SIZE), 50.0, np.float32),
+                          DanConfig(stages=2, base_filters=4, fc_units=16, dropout=0.0))
+    model_dir = tmp_path / "dan" / "Format-Serving"
+    export_saved_model(dan, frame.mean_shape, str(model_dir))
+    model = model_artifact(tmp_path / "dan", 7)
+
+    raw = standard_artifacts.Examples()
+    raw.uri = str(tmp_path / "raw")
+    raw.id = 1
+    sources = [{"name": "demo", "format": "300w", "root": str(root),
+                "boxes": [str(root / "boxes.csv")], "split": "test"}]
+    example_gen_executor.Executor(base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
+        tmp_dir=str(tmp_path / "tmp"))).Do(
+        {}, {"examples": [raw]},
+        {"sources": json.dumps(sources), "eval_count": 0, "seed": 0, "on_error": "skip"})
+
+    evaluation_artifact = standard_artifacts.ModelEvaluation()
+    evaluation_artifact.uri = str(tmp_path / "evaluation")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    executor.Executor().Do({spec.EXAMPLES_KEY: [raw], spec.MODEL_KEY: [model]},
+                           {spec.EVALUATION_KEY: [evaluation_artifact],
+                            spec.BLESSING_KEY: [blessing]},
+                           {spec.SPLIT_KEY: "test", spec.MAX_NME_KEY: 1e9,
+                            spec.FAILURE_THRESHOLD_KEY: THRESHOLD})
+    report = json.loads((tmp_path / "evaluation" / spec.METRICS_FILE).read_text())
+    pipeline_figures = report["metrics"]["all"]
+
+    out = tmp_path / "evaluate.json"
+    assert cli.main(["evaluate", "--model", str(model_dir), "--data", str(root),
+                     "--boxes", str(root / "boxes.csv"), "--json", str(out),
+                     "--threshold", str(THRESHOLD)]) == 0
+    command_figures = json.loads(out.read_text())
+
+    print(f"\nNME inter-ocular: Evaluator {pipeline_figures['nme_inter_ocular']:.6f}%, "
+          f"facealign evaluate {command_figures['nme_inter_ocular']:.6f}%")
+    assert pipeline_figures["count"] == command_figures["count"] == len(records) == 60
+    assert pipeline_figures["nme_inter_ocular"] == pytest.approx(
+        command_figures["nme_inter_ocular"], abs=1e-3)
+    for key, value in command_figures.items():
+        assert pipeline_figures[key] == pytest.approx(value, abs=1e-3), key
+    # The untrained DAN really moved the points away from S0 in the box.
+    mean_shape_figures = expected_summary([(r, r.subset) for r in records],
+                                          frame.mean_shape, (0, 0))
+    assert abs(pipeline_figures["nme_inter_ocular"]
+               - mean_shape_figures["nme_inter_ocular"]) > 1e-3

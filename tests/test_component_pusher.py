@@ -210,3 +210,84 @@ def test_component_uses_the_atomic_executor(tmp_path):
     filesystem = destination["filesystem"]
     assert filesystem.get("base_directory", filesystem.get("baseDirectory")) == str(
         tmp_path / "serving")
+
+
+# --- batching_parameters.txt --------------------------------------------------------------------
+
+def test_batching_rule_picks_sizes_and_timeout_from_the_timings():
+    from components.atomic_pusher.batch_timing import choose
+    from components.atomic_pusher.batching_parameters import BatchingParameters
+
+    # per face 10, 5, 3.875 ms: every step pays; a request saves 10 - 3.875 ms in a batch
+    assert choose({1: 0.010, 8: 0.040, 32: 0.124}, cpus=2) == BatchingParameters(
+        max_batch_size=32, batch_timeout_micros=6100, max_enqueued_batches=17,
+        num_batch_threads=2)
+    # batching saves nothing: no waiting, and 8 all the same (the warmup batch's size)
+    assert choose({1: 0.010, 8: 0.080, 32: 0.320}, cpus=4) == BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=0, max_enqueued_batches=50,
+        num_batch_threads=4)
+    # 32 no longer pays per face: 8; the saving (100 - 25 ms) is capped at 10 ms
+    assert choose({1: 0.100, 8: 0.200, 32: 0.780}, cpus=2) == BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=10_000, max_enqueued_batches=10,
+        num_batch_threads=2)
+    # a slow model still queues at least one batch per thread
+    assert choose({1: 2.0, 8: 8.0, 32: 24.0}, cpus=2).max_enqueued_batches == 2
+    with pytest.raises(ValueError, match="batch size 1"):
+        choose({8: 0.1, 32: 0.3})
+
+
+def push_real_model(tmp_path: pathlib.Path, shared_data) -> tuple[pathlib.Path, pathlib.Path]:
+    """(the Trainer's model folder, the pushed version folder) for a real tiny DAN with real
+    AFW faces (boxes from boxes/afw.csv) as its warmup requests."""
+    import csv
+
+    from serving import fixtures
+
+    root = shared_data / "300w"
+    with open(root / "boxes" / "afw.csv") as handle:
+        rows = list(csv.DictReader(handle))[:3]
+    faces = [((root / r["image"]).read_bytes(), [float(r[k]) for k in ("x0", "y0", "x1", "y1")])
+             for r in rows]
+    model_path = tmp_path / "model" / "Format-Serving"
+    fixtures.export_tiny_dan(model_path, fixtures.afw_mean_shape(shared_data),
+                             warmup_faces=faces)
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, 1)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    base = tmp_path / "serving" / "facealign"
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    executor.Executor().Do(
+        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination)})
+    return model_path, base / pushed.get_string_custom_property("pushed_version")
+
+
+def test_pushed_version_carries_measured_batching_parameters(tmp_path, shared_data):
+    from components.atomic_pusher import batching_parameters
+    from trainer.precision import cpu_model
+
+    model_path, version = push_real_model(tmp_path, shared_data)
+    file = version / executor.BATCHING
+    text = file.read_text()
+    parameters = batching_parameters.read(file)  # TF Serving's format, as the server reads it
+    assert parameters.max_batch_size in (8, 32)
+    assert 0 <= parameters.batch_timeout_micros <= 10_000
+    assert parameters.num_batch_threads == os.cpu_count()
+    assert os.cpu_count() <= parameters.max_enqueued_batches <= 1000
+    assert cpu_model() in text and "batch 32:" in text  # says what measured it, and where
+    # everything else is the Trainer's model, unchanged; the Trainer's own copy has no file
+    pushed = tree(version)
+    del pushed[executor.BATCHING]
+    assert pushed == tree(model_path)
+    assert not (model_path / executor.BATCHING).exists()
+
+
+def test_a_model_that_cannot_be_timed_is_pushed_without_the_file(tmp_path):
+    _, base, pushed = run_pusher(tmp_path, blessed=1)  # a SavedModel-shaped folder only
+    assert pushed.get_int_custom_property("pushed") == 1
+    [version] = os.listdir(base)
+    assert not (base / version / executor.BATCHING).exists()

@@ -4,12 +4,17 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+import real_faces
 from scipy import ndimage
 
-import real_faces
-
-from trainer.dan_layers import (FeatureImage, ImageTransform, LandmarkHeatmap,
-                                LandmarkTransform, TransformEstimation)
+from facealign import geometry
+from trainer.dan_layers import (
+    FeatureImage,
+    ImageTransform,
+    LandmarkHeatmap,
+    LandmarkTransform,
+    TransformEstimation,
+)
 
 SIZE = 112
 
@@ -26,17 +31,11 @@ def face(shared_data):
 
 
 def similarity(angle_deg, scale, tx, ty) -> np.ndarray:
-    c, s = scale * np.cos(np.radians(angle_deg)), scale * np.sin(np.radians(angle_deg))
-    return np.array([[c, -s, tx], [s, c, ty]], np.float64)
+    return geometry.similarity(scale, np.radians(angle_deg), (tx, ty))
 
 
-def apply(matrix, points):
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def invert(matrix):
-    linear = np.linalg.inv(matrix[:, :2])
-    return np.concatenate([linear, -linear @ matrix[:, 2:]], axis=1)
+apply = geometry.apply_transform      # the numpy references: facealign.geometry
+invert = geometry.invert_transform
 
 
 # --- TransformEstimation / LandmarkTransform -----------------------------------------
@@ -84,7 +83,8 @@ def test_transform_estimation_never_reflects():
     transform, _ = TransformEstimation(canonical)(mirrored[None])
     linear = np.asarray(transform)[0, :, :2]
     assert np.linalg.det(linear) >= 0
-    assert linear[0, 0] == pytest.approx(linear[1, 1]) and linear[0, 1] == pytest.approx(-linear[1, 0])
+    assert (linear[0, 0] == pytest.approx(linear[1, 1])
+            and linear[0, 1] == pytest.approx(-linear[1, 0]))
 
 
 # --- ImageTransform ------------------------------------------------------------------

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from real_faces import canonical_face, write_tfrecord
 
 from facealign.config import DanConfig, TrainerSection
-from real_faces import canonical_face, write_tfrecord
 from trainer import dan_input
 from trainer.dan_model import build_dan_model, build_stage_network, stage_model
 from trainer.dan_training import train_dan
@@ -113,17 +113,17 @@ def test_two_stage_dan_overfits_real_faces_and_reloads(tmp_path, faces):
     result = train_dan(path, path, mean_shape, pixel_mean, pixel_std, TINY, trainer_cfg,
                        log_dir=str(tmp_path / "logs"), verbose=0, seed=0)
     model = result.model
-    assert len(result.stage_nme) == 2
+    assert len(result.nme_inter_pupil) == 2
     predictions = model.predict(images, verbose=0)
     final_nme = float(np.mean(normalized_mean_error(shapes, predictions["landmarks"])))
     initial_nme = float(np.mean(normalized_mean_error(shapes, np.broadcast_to(mean_shape,
                                                                               shapes.shape))))
-    print(f"S0 NME {initial_nme:.4f}, per stage {result.stage_nme}, final {final_nme:.4f}")
-    assert result.initial_nme == pytest.approx(initial_nme, rel=1e-4)
-    assert final_nme == pytest.approx(result.stage_nme[-1], rel=1e-3)
-    assert result.stage_nme[0] < 0.6 * initial_nme
-    assert result.stage_nme[1] < 0.5 * initial_nme
-    assert result.stage_nme[1] < result.stage_nme[0] * 1.05
+    print(f"S0 NME {initial_nme:.4f}, per stage {result.nme_inter_pupil}, final {final_nme:.4f}")
+    assert result.initial_nme_inter_pupil == pytest.approx(initial_nme, rel=1e-4)
+    assert final_nme == pytest.approx(result.nme_inter_pupil[-1], rel=1e-3)
+    assert result.nme_inter_pupil[0] < 0.6 * initial_nme
+    assert result.nme_inter_pupil[1] < 0.5 * initial_nme
+    assert result.nme_inter_pupil[1] < result.nme_inter_pupil[0] * 1.05
     assert (tmp_path / "logs" / "stage_2").is_dir()
 
     keras_path = tmp_path / "dan.keras"
@@ -154,4 +154,4 @@ def test_mixed_bfloat16_training_keeps_geometry_in_float32(tmp_path, faces):
     assert model.get_layer("s1_network").get_layer("conv1a").compute_dtype == "bfloat16"
     for name in ("s2_transform", "s2_warped_image", "s2_heatmap", "s2_landmarks"):
         assert model.get_layer(name).compute_dtype == "float32"
-    assert all(np.isfinite(result.stage_nme))
+    assert all(np.isfinite(result.nme_inter_pupil))

@@ -163,7 +163,8 @@ def test_bad_csv_rows_are_rejected_one_by_one(faces):
     assert reasons[0] == "line 3: y0 'abc' is not a number"
     assert reasons[1] == "line 4: expected 5 fields (image,x0,y0,x1,y1), got 4"
     assert reasons[2].startswith("line 5: image afw/no_such_face.jpg does not exist under")
-    assert reasons[3] == f"line 6: a second box for afw/{FACES[0]}.jpg (the first is boxes.csv line 2)"
+    assert reasons[3] == (f"line 6: a second box for afw/{FACES[0]}.jpg "
+                          "(the first is boxes.csv line 2)")
     assert reasons[4].startswith("line 7: degenerate box (100.0, 100.0, 50.0, 150.0)")
     assert reasons[5] == "line 8: y0 is not finite (nan)"
     # the faces themselves are still read; those without a usable row fall back, visibly
@@ -178,7 +179,8 @@ def test_a_box_csv_without_its_header_is_rejected_whole(faces):
     csv_path.write_text(f"afw/{FACES[0]}.jpg,108.53,108.84,324.42,324.74\n")
     records, report = read_dataset(faces, boxes=[csv_path])
     (reject,) = report.rejects
-    assert reject.file == str(csv_path) and "must start with the header image,x0,y0,x1,y1" in reject.reason
+    assert (reject.file == str(csv_path)
+            and "must start with the header image,x0,y0,x1,y1" in reject.reason)
     assert report.box_sources == {BOX_FROM_LANDMARKS: 3}
 
 

@@ -35,7 +35,8 @@ def test_check_demo_data(demo_data, capsys):
 
 def test_check_coco(shared_data, capsys):
     wflw = shared_data / "samples/wflw"
-    code, out, _ = _check(capsys, wflw, "--format", "coco", "--annotations", wflw / "test_wflw.json")
+    code, out, _ = _check(capsys, wflw, "--format", "coco", "--annotations",
+                          wflw / "test_wflw.json")
     assert code == 0
     assert "accepted: 4 faces" in out and "landmarks per face: 98 (4 faces)" in out
 
@@ -73,4 +74,5 @@ def test_the_console_command_prints_no_traceback(tmp_path):
     result = subprocess.run([str(command), "data", "check", str(tmp_path / "nope")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr == f"facealign data: error: {tmp_path / 'nope'}: dataset root does not exist\n"
+    assert result.stderr == (f"facealign data: error: {tmp_path / 'nope'}: "
+                             "dataset root does not exist\n")

@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from facealign.config import SourceConfig
-from facealign.data import (BOX_FROM_ANNOTATION, BOX_FROM_DETECTOR, BOX_FROM_LANDMARKS, DataError,
-                            FaceRecord, Reject, iter_faces, load_sources, read_dataset)
+from facealign.data import (
+    BOX_FROM_ANNOTATION,
+    BOX_FROM_DETECTOR,
+    BOX_FROM_LANDMARKS,
+    DataError,
+    FaceRecord,
+    Reject,
+    iter_faces,
+    load_sources,
+    read_dataset,
+)
 from facealign.data.ljson import parse_ljson
 from facealign.data.pts import format_pts, parse_pts, read_pts
 
@@ -17,7 +26,8 @@ from facealign.data.pts import format_pts, parse_pts, read_pts
 def shared_300w(shared_data):
     """The whole shared 300-W folder, read once with both detector-box CSVs."""
     root = shared_data / "300w"
-    return root, read_dataset(root, boxes=[root / "boxes/afw.csv", root / "boxes/helen_trainset.csv"])
+    return root, read_dataset(root,
+                              boxes=[root / "boxes/afw.csv", root / "boxes/helen_trainset.csv"])
 
 
 def test_300w_folder_reads_every_face(shared_300w):
@@ -52,7 +62,8 @@ def test_pts_write_read_round_trip(shared_data):
     text = format_pts(landmarks)
     lines = text.splitlines()
     assert lines[:3] == ["version: 1", "n_points:  68", "{"] and lines[-1] == "}"
-    assert [float(v) for v in lines[3].split()] == pytest.approx([107.866335, 151.009351])  # 1-based again
+    # 1-based again
+    assert [float(v) for v in lines[3].split()] == pytest.approx([107.866335, 151.009351])
     np.testing.assert_allclose(parse_pts(text), landmarks, atol=1e-5)
 
 
@@ -141,7 +152,8 @@ def test_coco_keypoint_json(shared_data, folder, json_name, points, faces):
         assert record.face_id == f"{folder}:{image['file_name'].rsplit('.', 1)[0]}#{ann['id']}"
         assert record.image_size == (image["width"], image["height"])
         keypoints = np.array(ann["keypoints"]).reshape(-1, 3)
-        np.testing.assert_allclose(record.landmarks, keypoints[:, :2], atol=1e-3)  # 0-based as stored
+        # 0-based as stored
+        np.testing.assert_allclose(record.landmarks, keypoints[:, :2], atol=1e-3)
         x, y, w, h = ann["bbox"]  # COCO boxes are [x, y, width, height]
         assert record.box == pytest.approx((x, y, x + w, y + h))
 
@@ -203,6 +215,7 @@ def test_demo_landmarks_are_the_source_landmarks_scaled(shared_data, demo_data):
     source = read_pts(shared_data / f"300w/{name}.pts")
     demo = read_pts(demo_data / f"300w/{name}.pts")
     from PIL import Image
-    with Image.open(shared_data / f"300w/{name}.jpg") as a, Image.open(demo_data / f"300w/{name}.jpg") as b:
+    with (Image.open(shared_data / f"300w/{name}.jpg") as a,
+          Image.open(demo_data / f"300w/{name}.jpg") as b):
         scale = np.array(b.size) / np.array(a.size)
     np.testing.assert_allclose(demo, (source + 0.5) * scale - 0.5, atol=1e-4)

@@ -109,7 +109,8 @@ def graph_crop(exported, encoded: bytes, box) -> np.ndarray:
 def interior(image_shape, box, s0, margin: int = 2) -> np.ndarray:
     """Canonical pixels at least `margin` pixels inside the photo."""
     frame = canonical.CanonicalFrame(s0, SIZE)
-    inside = cv2.warpAffine(np.full(image_shape, 255, np.uint8), canonical.eval_transform(frame, box),
+    inside = cv2.warpAffine(np.full(image_shape, 255, np.uint8),
+                            canonical.eval_transform(frame, box),
                             (SIZE, SIZE), flags=cv2.INTER_NEAREST)
     return cv2.erode(inside, np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
 
@@ -122,7 +123,7 @@ def test_signatures_and_their_interface(exported):
                                       "predict_canonical"}
     default = loaded.signatures["serving_default"]
     assert set(default.structured_input_signature[1]) == {"image_bytes", "box"}
-    assert set(default.structured_outputs) == {"landmarks", "stage_spread"}
+    assert set(default.structured_outputs) == {"landmarks", "stage_spread", "landmark_spread"}
     canonical_fn = loaded.signatures["predict_canonical"]
     spec = canonical_fn.structured_input_signature[1]["image"]
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, SIZE, SIZE, 1]
@@ -188,7 +189,7 @@ def test_png_and_grayscale_images(exported, faces):
 def test_serving_tf_example_matches_serving_default(exported, faces):
     _, _, loaded = exported["probe"]
     serialized = []
-    for encoded, box, image, path in faces:
+    for _encoded, box, _image, path in faces:
         face = {"image_path": str(path), "image_relpath": f"afw/{path.name}",
                 "landmarks": [0.0] * 136, "box": box.tolist(), "box_source": "detector",
                 "dataset": "shared", "subset": "afw", "face_id": f"shared:afw/{path.stem}"}

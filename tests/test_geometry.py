@@ -6,7 +6,8 @@ from facealign import geometry
 
 
 def random_similarity(rng, scale_range=(0.2, 5.0)):
-    return geometry.similarity(rng.uniform(*scale_range), rng.uniform(-np.pi, np.pi), rng.uniform(-300, 300, 2))
+    return geometry.similarity(rng.uniform(*scale_range), rng.uniform(-np.pi, np.pi),
+                               rng.uniform(-300, 300, 2))
 
 
 def random_shape(rng, n=68):
@@ -36,7 +37,8 @@ def test_estimate_is_the_least_squares_similarity_with_noise():
     rng = np.random.default_rng(1)
     for _ in range(20):
         source = random_shape(rng)
-        target = geometry.apply_transform(random_similarity(rng), source) + rng.normal(0, 5, source.shape)
+        target = (geometry.apply_transform(random_similarity(rng), source)
+                  + rng.normal(0, 5, source.shape))
         np.testing.assert_allclose(geometry.estimate_similarity(source, target),
                                    lstsq_similarity(source, target), rtol=1e-8, atol=1e-8)
 
@@ -63,13 +65,15 @@ def test_inverse_and_compose():
     points = random_shape(rng)
     for _ in range(20):
         first, second = random_similarity(rng), random_similarity(rng)
-        back = geometry.apply_transform(geometry.invert_transform(first), geometry.apply_transform(first, points))
+        back = geometry.apply_transform(geometry.invert_transform(first),
+                                        geometry.apply_transform(first, points))
         np.testing.assert_allclose(back, points, atol=1e-9)
         np.testing.assert_allclose(geometry.compose(geometry.invert_transform(first), first),
                                    [[1, 0, 0], [0, 1, 0]], atol=1e-12)
-        np.testing.assert_allclose(geometry.apply_transform(geometry.compose(second, first), points),
-                                   geometry.apply_transform(second, geometry.apply_transform(first, points)),
-                                   atol=1e-8)
+        np.testing.assert_allclose(
+            geometry.apply_transform(geometry.compose(second, first), points),
+            geometry.apply_transform(second, geometry.apply_transform(first, points)),
+            atol=1e-8)
 
 
 def test_apply_matches_matrix_product_and_keeps_float32():
@@ -84,7 +88,8 @@ def test_apply_matches_matrix_product_and_keeps_float32():
 
 def test_similarity_about_fixes_its_centre_and_reads_back():
     transform = geometry.similarity_about([10.0, 20.0], 1.5, 0.3)
-    np.testing.assert_allclose(geometry.apply_transform(transform, [10.0, 20.0]), [10.0, 20.0], atol=1e-12)
+    np.testing.assert_allclose(geometry.apply_transform(transform, [10.0, 20.0]), [10.0, 20.0],
+                               atol=1e-12)
     scale, angle = geometry.scale_and_angle(transform)
     assert np.isclose(scale, 1.5) and np.isclose(angle, 0.3)
 
@@ -100,14 +105,16 @@ def test_procrustes_mean_of_similar_copies_is_the_shape():
 
 
 def test_procrustes_mean_is_a_fixed_point_and_upright():
-    """Aligning noisy copies to the mean and averaging gives the mean back; its rotation follows the inputs'."""
+    """Aligning noisy copies to the mean and averaging gives the mean back; its rotation follows
+    the inputs'."""
     rng = np.random.default_rng(6)
     shape = random_shape(rng)
     copies = np.stack([geometry.apply_transform(
         geometry.similarity(rng.uniform(0.5, 2), rng.normal(0, 0.2), rng.uniform(-50, 50, 2)),
         shape + rng.normal(0, 4, shape.shape)) for _ in range(40)])
     mean = geometry.procrustes_mean(copies)
-    again = geometry.normalize_shape(np.mean([geometry.fit_shape_to_shape(c, mean) for c in copies], axis=0))
+    again = geometry.normalize_shape(np.mean([geometry.fit_shape_to_shape(c, mean) for c in copies],
+                                             axis=0))
     np.testing.assert_allclose(again, mean, atol=1e-8)
     _, angle = geometry.scale_and_angle(geometry.estimate_similarity(shape, mean))
     assert abs(angle) < 0.1
@@ -116,13 +123,15 @@ def test_procrustes_mean_is_a_fixed_point_and_upright():
 def test_box_fit_is_bestfitrect():
     rng = np.random.default_rng(7)
     shape = random_shape(rng)
-    np.testing.assert_allclose(geometry.fit_shape_to_box(shape, geometry.bounding_box(shape)), shape, atol=1e-9)
+    np.testing.assert_allclose(geometry.fit_shape_to_box(shape, geometry.bounding_box(shape)),
+                               shape, atol=1e-9)
     box = np.array([100.0, 50.0, 300.0, 350.0])  # 200 wide, 300 high
     fitted = geometry.fit_shape_to_box(shape, box)
     x0, y0, x1, y1 = geometry.bounding_box(shape)
     expected_scale = (200 / (x1 - x0) + 300 / (y1 - y0)) / 2
     fx0, fy0, fx1, fy1 = geometry.bounding_box(fitted)
-    np.testing.assert_allclose([fx1 - fx0, fy1 - fy0], expected_scale * np.array([x1 - x0, y1 - y0]))
+    np.testing.assert_allclose([fx1 - fx0, fy1 - fy0],
+                               expected_scale * np.array([x1 - x0, y1 - y0]))
     np.testing.assert_allclose([(fx0 + fx1) / 2, (fy0 + fy1) / 2], [200.0, 200.0])
     _, angle = geometry.scale_and_angle(geometry.box_fit_transform(shape, box))
     assert angle == 0
@@ -137,7 +146,8 @@ def test_canonical_mean_shape_spans_the_middle_of_the_frame():
     np.testing.assert_allclose(x1 - x0, 56, atol=1e-4)
     np.testing.assert_allclose([(x0 + x1) / 2, (y0 + y1) / 2], [55.5, 55.5], atol=1e-4)
     np.testing.assert_allclose(x0, 111 - x1, atol=1e-4)  # equal borders left and right
-    np.testing.assert_allclose(geometry.fit_shape_to_shape(shape, placed), placed, atol=1e-3)  # a similarity
+    # a similarity
+    np.testing.assert_allclose(geometry.fit_shape_to_shape(shape, placed), placed, atol=1e-3)
 
 
 def test_fit_shape_to_shape():

@@ -23,7 +23,8 @@ def test_ml_metadata_sqlite_store_round_trip(tmp_path):
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "mlmd.sqlite")
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     store = metadata_store.MetadataStore(config)
     artifact_type = metadata_store_pb2.ArtifactType(name="Examples")
     artifact_type.properties["split"] = metadata_store_pb2.STRING

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from facealign.data.pts import read_pts
 from facealign import geometry, landmarks68
+from facealign.data.pts import read_pts
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,15 @@ def test_permutation_is_an_involution_over_all_points():
 
 def test_only_midline_points_map_to_themselves():
     p = landmarks68.mirror_permutation()
-    assert set(np.flatnonzero(p == np.arange(68)).tolist()) == {8, 27, 28, 29, 30, 33, 51, 57, 62, 66}
+    assert set(np.flatnonzero(p == np.arange(68)).tolist()) == {8, 27, 28, 29, 30, 33, 51, 57,
+                                                                 62, 66}
 
 
 def test_known_pairs():
     p = landmarks68.mirror_permutation()
     for i, j in [(0, 16), (17, 26), (21, 22), (31, 35), (36, 45), (39, 42), (37, 44), (38, 43),
-                 (40, 47), (41, 46), (48, 54), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]:
+                 (40, 47), (41, 46), (48, 54), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63),
+                 (65, 67)]:
         assert p[i] == j and p[j] == i
 
 
@@ -51,7 +53,8 @@ def test_mirrored_real_faces_keep_anatomical_order(afw_shapes):
             for i, j in LEFT_OF:
                 assert original[i, 0] < original[j, 0], (i, j)
         unpermuted = mirror(shape, width)
-        assert unpermuted[36, 0] > unpermuted[45, 0]  # the control: without the permutation the eyes swap sides
+        # the control: without the permutation the eyes swap sides
+        assert unpermuted[36, 0] > unpermuted[45, 0]
 
 
 def test_mirror_then_permute_matches_every_point_of_the_mean_face(afw_shapes):
@@ -63,7 +66,8 @@ def test_mirror_then_permute_matches_every_point_of_the_mean_face(afw_shapes):
     assert residual.max() < 0.06
     swapped = landmarks68.mirror_permutation()
     swapped[[40, 41]] = swapped[[41, 40]]  # a plausible mistake in the lower eyelid
-    residual = np.linalg.norm(geometry.fit_shape_to_shape(mirror(mean, 0, swapped), mean) - mean, axis=1) / iod
+    residual = np.linalg.norm(geometry.fit_shape_to_shape(mirror(mean, 0, swapped), mean) - mean,
+                              axis=1) / iod
     assert residual.max() > 0.08
 
 
@@ -74,7 +78,8 @@ def test_pupils_and_corners(afw_shapes):
     np.testing.assert_allclose(eyes[1], shape[42:48].mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(landmarks68.outer_eye_corners(shape), shape[[36, 45]])
     assert np.isclose(landmarks68.inter_pupil_distance(shape), np.linalg.norm(eyes[0] - eyes[1]))
-    assert np.isclose(landmarks68.inter_ocular_distance(shape), np.linalg.norm(shape[36] - shape[45]))
+    assert np.isclose(landmarks68.inter_ocular_distance(shape),
+                      np.linalg.norm(shape[36] - shape[45]))
     left, right = landmarks68.eye_contours(shape)
     assert left.shape == right.shape == (6, 2)
 

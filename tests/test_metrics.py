@@ -1,4 +1,6 @@
 """Error measures against hand-computed values."""
+import pathlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,15 +21,15 @@ def _face(scale=1.0):
     return gt * scale
 
 
-def test_known_normalising_distances():
+def test_known_normalizing_distances():
     gt = _face()[None]
     # eye contours: left 36..41 has (-5,0) and five (0,0) -> centroid (-5/6, 0)
     left = np.array([-5 / 6, 0.0])
     right = np.array([30 + 5 / 6, 0.0])
-    assert metrics.normalising_distance(gt, "inter_ocular") == pytest.approx([40.0])
-    assert metrics.normalising_distance(gt, "inter_pupil") == pytest.approx(
+    assert metrics.normalizing_distance(gt, "inter_ocular") == pytest.approx([40.0])
+    assert metrics.normalizing_distance(gt, "inter_pupil") == pytest.approx(
         [np.linalg.norm(right - left)])
-    assert metrics.normalising_distance(gt, "box_diagonal") == pytest.approx([np.hypot(60, 60)])
+    assert metrics.normalizing_distance(gt, "box_diagonal") == pytest.approx([np.hypot(60, 60)])
 
 
 def test_uniform_shift_gives_shift_over_distance():
@@ -91,3 +93,46 @@ def test_ced_plot_is_a_png(tmp_path):
     metrics.plot_ced({"a": np.array([0.01, 0.03, 0.1]), "b": np.array([0.02])}, path)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (600, 450)
+
+
+def test_default_normalization_is_inter_ocular_for_68_points_else_box_diagonal():
+    assert metrics.default_normalization(68) == "inter_ocular"
+    assert metrics.default_normalization(98) == metrics.default_normalization(29) == "box_diagonal"
+    assert metrics.default_normalization(68, "inter_pupil") == "inter_pupil"
+    assert metrics.default_normalization(5, "inter_pupil") == "box_diagonal"
+    assert metrics.default_normalization(68, "box_diagonal") == "box_diagonal"
+    assert metrics.default_normalization(68, "pupils") == "inter_pupil"
+
+
+def test_legacy_names_are_aliases():
+    gt = _face()[None]
+    for legacy, name in [("corners", "inter_ocular"), ("pupils", "inter_pupil"),
+                         ("diagonal", "box_diagonal")]:
+        assert metrics.normalization_name(legacy) == name
+        assert metrics.normalizing_distance(gt, legacy) == metrics.normalizing_distance(gt, name)
+    assert ([metrics.normalization_name(n) for n in metrics.NORMALIZATIONS]
+            == list(metrics.NORMALIZATIONS))
+    with pytest.raises(ValueError, match="unknown normalization 'eyes'"):
+        metrics.normalization_name("eyes")
+
+
+def test_aan_config_takes_the_names_and_the_legacy_ones():
+    import json
+
+    from facealign import config as config_lib
+
+    assert config_lib.AanConfig().normalization == "inter_ocular"
+    for legacy, name in metrics.LEGACY_NORMALIZATIONS.items():
+        assert config_lib.AanConfig(normalization=legacy).normalization == name
+        assert config_lib.AanConfig(normalization=name).normalization == name
+    config = config_lib.AanConfig()
+    config.normalization = "pupils"     # --set goes through assignment
+    assert config.normalization == "inter_pupil"
+    with pytest.raises(ValueError):
+        config_lib.AanConfig(normalization="eyes")
+    # the configuration recorded in a pushed model's metadata still loads
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    saved = json.loads(next(repo.glob(
+        "pretrained/aan-300w/*/assets.extra/facealign_metadata.json")).read_text())
+    assert saved["config"]["model"]["aan"]["normalization"] == "corners"
+    assert config_lib.from_dict(saved["config"]).model.aan.normalization == "inter_ocular"

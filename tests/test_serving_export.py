@@ -49,7 +49,8 @@ def keras_through_crop(s0, model, encoded, box):
 def test_serving_default_on_real_faces_matches_keras(exported, faces):
     s0, model, _, loaded = exported
     out = loaded.signatures["serving_default"](
-        image_bytes=tf.constant([f[0] for f in faces]), box=tf.constant(np.stack([f[1] for f in faces])))
+        image_bytes=tf.constant([f[0] for f in faces]),
+        box=tf.constant(np.stack([f[1] for f in faces])))
     landmarks, spread = out["landmarks"].numpy(), out["stage_spread"].numpy()
     assert landmarks.shape == (len(faces), 68, 2) and spread.shape == (len(faces),)
     for i, (encoded, box) in enumerate(faces):
@@ -74,7 +75,8 @@ def test_serving_tf_example_equals_serving_default(exported, faces):
         .SerializeToString() for encoded, box in faces]
     from_examples = loaded.signatures["serving_tf_example"](examples=tf.constant(serialized))
     default = loaded.signatures["serving_default"](
-        image_bytes=tf.constant([f[0] for f in faces]), box=tf.constant(np.stack([f[1] for f in faces])))
+        image_bytes=tf.constant([f[0] for f in faces]),
+        box=tf.constant(np.stack([f[1] for f in faces])))
     np.testing.assert_allclose(from_examples["landmarks"].numpy(), default["landmarks"].numpy(),
                                atol=1e-3)
 

@@ -1,4 +1,5 @@
-"""`facealign serve`'s server (serving/server.py) in a thread on a free loopback port:
+"""`facealign serve`'s server (serving/server.py, versions.py, rest.py) in a thread on a free
+loopback port:
 TF Serving's REST API (status, metadata, predict in both forms), new versions picked up
 without a restart, and clear 4xx JSON errors for bad requests while it keeps serving."""
 import base64
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from facealign import geometry
 from facealign.data.pts import read_pts
-from serving import fixtures, server
+from serving import fixtures, rest, server
 
 NAME = "facealign"
 
@@ -161,13 +162,13 @@ def test_new_version_is_picked_up_and_staging_folders_ignored(running, face):
 def test_busy_server_answers_503(running, face, monkeypatch):
     _, base = running
     release = threading.Event()
-    real = server.run_predict
+    real = rest.run_predict
 
     def slow(model, body):
         release.wait(30)
         return real(model, body)
 
-    monkeypatch.setattr(server, "run_predict", slow)
+    monkeypatch.setattr(rest, "run_predict", slow)
     local = server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=60, max_concurrency=1,
                                queue_timeout=0.2, warmup=False).start()
     try:
@@ -188,5 +189,5 @@ def test_error_message_of_tensorflow_errors_has_no_graph_internals():
                "(most recent call last):\n  File \"/x/export.py\", line 3, in crop\n"
                "Unknown image file format. One of JPEG, PNG, GIF, BMP required.\n"
                "\t [[{{node map/while/DecodeImage}}]] [Op:__inference_fn_1]")
-    assert server.tf_error_summary(message) == ("Unknown image file format. One of JPEG, PNG, "
-                                                "GIF, BMP required.")
+    assert rest.tf_error_summary(message) == ("Unknown image file format. One of JPEG, PNG, "
+                                              "GIF, BMP required.")

@@ -82,6 +82,7 @@ def test_aan_objective_and_space():
     assert [p.name for p in tuning.build_hyperparameters(cfg).space] == ["model.aan.weight_decay"]
 
 
+@pytest.mark.slow
 def test_tiny_sweep_writes_table_and_plot_and_resumes(tmp_path, capsys):
     args = ["tune", "--config", str(REPO / "pipeline.yaml"), "--trials", "2"]
     for item in ["model.dan.base_filters=4", "model.dan.fc_units=16", "model.dan.stages=1",
@@ -160,6 +161,7 @@ TINY = ["model.dan.base_filters=4", "model.dan.fc_units=16", "model.dan.stages=1
         "tuner.epochs_per_trial=1"]
 
 
+@pytest.mark.slow
 def test_sweep_over_an_augmentation_sigma_prepares_data_per_value(tmp_path, capsys):
     args = ["tune", "--config", str(REPO / "pipeline.yaml"), "--trials", "2"]
     for item in TINY + [f"tuner.directory={tmp_path}", "tuner.algorithm=random",
@@ -178,6 +180,7 @@ def test_sweep_over_an_augmentation_sigma_prepares_data_per_value(tmp_path, caps
     assert len({f["train_samples"] for f in frames}) == 1   # same faces, other perturbations
 
 
+@pytest.mark.slow
 def test_distributed_sweep_runs_every_trial_once(tmp_path):
     """KerasTuner's chief/worker mode on loopback: a chief (oracle only) and two workers
     running the same `facealign tune` command; each of the 3 trials runs on one worker."""

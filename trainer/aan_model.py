@@ -1,16 +1,77 @@
 """The Attentional Alignment Network (AAN): direct landmark regression with attention.
 
 image [B, 112, 112, 1] (0-255) -> ImageStandardization (per-pixel mean/std,
-shared with DAN) -> four building blocks, each a residual bottleneck block
-(trainer.aan_layers.BottleneckBlock, widths base, 2b, 4b, 8b, outputs 4x
-those) followed by an attention block F = (1 + M) * H, with a 2x2 max
-pooling after each block (112 -> 56 -> 28 -> 14 -> 7) -> flatten of the
-7x7 features -> nonlinear embedding phi = cos(Wx + b), d = 256 (eq. 4) ->
-a linear layer of 2N outputs.
+shared with DAN) -> stem (7x7 conv, BN, ReLU) -> four building blocks, each
+`units_per_block[k]` residual bottleneck units (trainer.aan_layers.
+BottleneckBlock, widths base, 2b, 4b, 8b, outputs 4x those) followed by an
+attention block F = (1 + M) * H, with a 2x2 max pooling after each block
+(112 -> 56 -> 28 -> 14 -> 7) -> flatten of the 7x7 features -> nonlinear
+embedding phi = cos(Wx + b), d = 256 (eq. 4) -> a linear layer of 2N outputs.
 
-Choices where the paper is silent:
-- No stem convolution: block 1's projection shortcut takes the 1-channel
-  image. Max pooling (the paper says "pooling layers").
+What the paper says, what we chose, and why (issue #14):
+
+- Attention (sec. 3.1, eq. 1). "1x1 convolutional layer with BN and relu
+  ... normalized by a sigmoid layer into the range of [0, 1]", combined as
+  F = (1 + M) * H (eq. 1, the residual form; the plain M * H of eq. 2 "leads
+  to sharp plunge in feature values"). A ReLU straight before the sigmoid
+  contradicts the stated range (M would be in [0.5, 1), with no gradient
+  wherever the ReLU is off), so M = sigmoid(BN(conv1x1(H))), in (0, 1).
+- Backbone (sec. 3.1, 4.2). "Four stacking building blocks ... one residual
+  bottleneck block followed by one attention block ... the same as [6]",
+  "four residual blocks and four pooling layers". Read literally that is
+  four bottleneck units: four 3x3 convolutions, a 46 px receptive field,
+  and block 1's 1x1 reduction of the one-channel image is rank 1. We read a
+  "residual block" as a ResNet stage ([6]'s conv2_x .. conv5_x) of
+  `model.aan.units_per_block` units, default [2, 2, 2, 2] (ResNet-50's
+  [3, 4, 6, 3] and the literal [1, 1, 1, 1] are one setting away), and add
+  a stride-1 7x7 stem (ConvStem, as ResNet's conv1 but without its stride,
+  since the paper's four poolings already reach 7x7). [2, 2, 2, 2]: a
+  receptive field of 82 px (the canonical face spans ~56 px); at base 16
+  1.06 GFLOPs an image, 1.9x the 0.56 of the one-unit network without a
+  stem and a fifth of DAN stage 1's 5.1, where [3, 4, 6, 3] would be 1.94
+  (training speed on the 2-core CPU still to be measured). A unit costs the
+  same FLOPs in every block (the map's side halves as the width doubles),
+  so no block is the cheap one to deepen.
+  Attention sits after each block's last unit (one map per block, Fig. 4).
+- Intermediate supervision (sec. 3.2). "We use the intermediate features
+  weighted by attention maps to conduct early prediction"; the heads are
+  removed at test time; "the same ground truth ... sum up into the overall
+  loss". The paper does not say how a head predicts. Each head: average
+  pooling of its block's F to the final 7x7 grid, 1x1 conv to
+  HEAD_CHANNELS + BN + ReLU, flatten, dense 2N (trainer.aan_layers.
+  HeadFeatures). Global average pooling, as before, kept only what the
+  features are and not where, yet coordinates are positions and the heads
+  carried 4/5 of the loss. Pooling to 7x7 (not flattening the
+  112x112 map: millions of weights) keeps where, as the final path's
+  flatten does; averaging rather than max passes gradient to every
+  position of the attention map.
+- Table 5 ablations, one switch per concept (TABLE5 below). "w/o attention"
+  removes the attention mechanism, which the paper defines together with
+  its intermediate supervision ("attention mechanism associated with
+  intermediate supervision", the heads read "features weighted by
+  attention maps"): no attention blocks and no heads, one output.
+  "w/o NE layer" removes the cosine embedding: the flattened features go
+  straight into the linear output layer (embedding: none; embedding: linear
+  keeps a d-unit linear layer instead, not a paper row).
+- Weight decay (sec. 4.2): "0.001" with Adam. In 2018 code (Caffe's
+  weight_decay, PyTorch's Adam(weight_decay=...), TF's l2_regularizer) that
+  is a coupled L2 term: 0.001 * W added to the gradient before Adam's
+  normalisation, i.e. a kernel regulariser L2(0.001 / 2); Keras' AdamW
+  instead shrinks by lr * 0.001 = 1e-6 per step, about nothing. Kernels only
+  (biases, BN, the cosine phases are not decayed); the cosine embedding's on
+  W of eq. 4, not on its stored V = sqrt(D) W (trainer.aan_layers).
+  Measured on configs/300w-aan.yaml's model (base 16, [2, 2, 2, 2]) at
+  initialisation, 16 AFW faces (tests/real_faces.py crops), output layers
+  at N(0, 0.001) weights: the
+  L2 term is 4.07 against a summed NME of 1.32 (five outputs x ~0.26), but
+  3.94 of it is on conv kernels followed by BN, whose scale the NME cannot
+  see: there the decay only shrinks the norm (raising the effective step
+  size). In gradients, 0.001 W is ~10% of the NME's on the conv kernels and
+  ~3% on the embedding's W: a real regulariser that does not swamp the NME.
+  The earlier claim that a coupled L2 would swamp the NME held only for V:
+  an L2 on V is D (25,088) times larger, 3,211 on its own. The paper does
+  not state its training loss, so the decay's strength relative to it
+  cannot be matched exactly; model.aan.weight_decay is tunable.
 - The embedding sees the flattened 7x7 map (it is "the feature vector
   produced by the last residual block"): flattening keeps where things are,
   which direct coordinate regression needs.
@@ -22,19 +83,18 @@ Choices where the paper is silent:
   pixel-valued outputs Adam at lr 1e-3 would need ~100x more steps to move
   the output weights (and the output bias) far enough - a tiny AAN did not
   fit 8 faces in 150 steps that way, and does in units of the image size.
-- Intermediate supervision: each of the four attention blocks' weighted
-  features F_k -> global average pooling -> dense 2N (float32) -> S0 + offsets,
-  output "head_k". GAP keeps these heads small (a flatten of block 1's
-  112x112 map would be millions of weights) and attention maps must still
-  carry the landmark information for them to predict. All heads get the same
-  ground truth; their losses and the final one are summed (weight 1 each).
-- Mixed bfloat16: convs, BN and attention compute in bfloat16; the cosine
-  embedding, the output layers and the shape additions stay float32.
+- Mixed bfloat16: convs, BN, attention and head features compute in
+  bfloat16; the cosine embedding, the dense output layers and the shape
+  additions stay float32.
+
+Ablation figures (Table 5 rows on our 300-W validation faces):
+    TO BE ADDED - not measured yet (issue #14). Do not fill in
+    without a run; record the config, steps and time next to each figure.
 
 build_aan_model returns the training model, outputs {"stage_1": final,
-"head_1".."head_4"} (heads only with intermediate supervision);
-inference_model drops the heads: {"stage_1", "landmarks"}, what
-trainer/export.py expects (AAN is one "stage").
+"head_1".."head_4"} (heads only with attention and intermediate
+supervision); inference_model drops the heads: {"stage_1", "landmarks"},
+what trainer/export.py expects (AAN is one "stage").
 """
 from __future__ import annotations
 
@@ -42,22 +102,51 @@ import keras
 import numpy as np
 
 from facealign.config import AanConfig
-from trainer.aan_layers import AttentionBlock, BottleneckBlock, CosineEmbedding
+from trainer.aan_layers import (
+    AttentionBlock,
+    BottleneckBlock,
+    ConvStem,
+    CosineEmbedding,
+    HeadFeatures,
+)
 from trainer.dan_model import PRECISIONS, ImageStandardization, InitialShape, ShapeUpdate
 
 NUM_BLOCKS = 4
 FINAL = "stage_1"
+STEM_KERNEL = 7
+HEAD_CHANNELS = 16        # a head's dense layer: 7 * 7 * 16 * 2N weights (107k for 68 points)
+# Table 5's rows as AanConfig overrides (one switch per concept of the paper).
+TABLE5 = {"AAN": {},
+          "w/o attention": {"attention": False},
+          "w/o NE layer": {"embedding": "none"},
+          "w/o both": {"attention": False, "embedding": "none"}}
 
 
 def head_name(block: int) -> str:
     return f"head_{block}"
 
 
+def weight_decay_regularizer(weight_decay: float):
+    """The coupled weight decay of sec. 4.2: weight_decay * W on the gradient (None if 0)."""
+    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
+
+
+def _shape_output(features, initial, num_landmarks, image_size, name, prefix, regularizer):
+    """S0 + image_size * dense(features): a dense 2N layer from zero, as an [B, N, 2] shape."""
+    layers = keras.layers
+    delta = layers.Dense(2 * num_landmarks, kernel_initializer="zeros",
+                         kernel_regularizer=regularizer, name=f"{prefix}_fc",
+                         dtype="float32")(features)
+    delta = layers.Rescaling(image_size, name=f"{prefix}_pixels", dtype="float32")(delta)
+    return ShapeUpdate(name=name)([initial, delta])
+
+
 def build_aan_model(mean_shape, pixel_mean, pixel_std, config: AanConfig | None = None,
                     precision: str = "float32", name: str = "aan") -> keras.Model:
     """The AAN training model (dict of float32 [B, N, 2] outputs; see the module doc).
 
-    mean_shape: S0 [N, 2] (any N); pixel_mean, pixel_std: [size, size] training statistics.
+    mean_shape: S0 [N, 2] (any N); pixel_mean, pixel_std: [size, size] training
+    statistics, size a multiple of 16 (four 2x2 poolings).
     """
     config = config or AanConfig()
     if precision not in PRECISIONS:
@@ -65,34 +154,44 @@ def build_aan_model(mean_shape, pixel_mean, pixel_std, config: AanConfig | None 
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     num_landmarks = mean_shape.shape[0]
     image_size = np.asarray(pixel_mean).shape[0]
+    if image_size % 2 ** NUM_BLOCKS:
+        raise ValueError(f"the AAN needs an image size that is a multiple of "
+                         f"{2 ** NUM_BLOCKS}, got {image_size}")
+    grid = image_size // 2 ** NUM_BLOCKS
+    regularizer = weight_decay_regularizer(config.weight_decay)
+    with_heads = config.attention and config.intermediate_supervision
     layers = keras.layers
 
     image = keras.Input((image_size, image_size, 1), name="image")
     x = ImageStandardization(pixel_mean, pixel_std, name="standardize")(image)
     initial = InitialShape(mean_shape, name="initial_shape")(image)
+    x = ConvStem(config.base_filters, STEM_KERNEL, kernel_regularizer=regularizer,
+                 name="stem", dtype=precision)(x)
     outputs = {}
     heads = {}
-    for block in range(1, NUM_BLOCKS + 1):
+    for block, units in enumerate(config.units_per_block, start=1):
         width = config.base_filters * 2 ** (block - 1)
-        x = BottleneckBlock(width, name=f"block{block}_residual", dtype=precision)(x)
-        x = AttentionBlock(config.attention, name=f"block{block}_attention", dtype=precision)(x)
-        if config.intermediate_supervision:
-            pooled = layers.GlobalAveragePooling2D(name=f"head{block}_gap", dtype=precision)(x)
-            delta = layers.Dense(2 * num_landmarks, kernel_initializer="zeros",
-                                 name=f"head{block}_fc", dtype="float32")(pooled)
-            delta = layers.Rescaling(image_size, name=f"head{block}_pixels",
-                                     dtype="float32")(delta)
-            heads[head_name(block)] = ShapeUpdate(name=head_name(block))([initial, delta])
+        for unit in range(1, units + 1):
+            x = BottleneckBlock(width, kernel_regularizer=regularizer,
+                                name=f"block{block}_unit{unit}", dtype=precision)(x)
+        if config.attention:
+            x = AttentionBlock(kernel_regularizer=regularizer, name=f"block{block}_attention",
+                               dtype=precision)(x)
+        if with_heads:
+            features = HeadFeatures(grid, HEAD_CHANNELS, kernel_regularizer=regularizer,
+                                    name=f"head{block}_features", dtype=precision)(x)
+            heads[head_name(block)] = _shape_output(features, initial, num_landmarks, image_size,
+                                                    head_name(block), f"head{block}", regularizer)
         x = layers.MaxPooling2D(2, name=f"pool{block}", dtype=precision)(x)
     x = layers.Flatten(name="flatten", dtype=precision)(x)
     if config.embedding == "cosine":
-        x = CosineEmbedding(config.embedding_dim, name="embedding")(x)
-    else:
-        x = layers.Dense(config.embedding_dim, name="embedding", dtype="float32")(x)
-    delta = layers.Dense(2 * num_landmarks, kernel_initializer="zeros", name="output_fc",
+        x = CosineEmbedding(config.embedding_dim, kernel_regularizer=regularizer,
+                            name="embedding")(x)
+    elif config.embedding == "linear":
+        x = layers.Dense(config.embedding_dim, kernel_regularizer=regularizer, name="embedding",
                          dtype="float32")(x)
-    delta = layers.Rescaling(image_size, name="output_pixels", dtype="float32")(delta)
-    outputs[FINAL] = ShapeUpdate(name=FINAL)([initial, delta])
+    outputs[FINAL] = _shape_output(x, initial, num_landmarks, image_size, FINAL, "output",
+                                   regularizer)
     outputs.update(heads)
     return keras.Model(image, outputs, name=name)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import tensorflow as tf
 
 from facealign import examples
+from trainer import distribution
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -44,10 +45,14 @@ def make_parse_fn(num_landmarks: int, image_size: int = 112):
 
 def make_dataset(files: str | Iterable[str], num_landmarks: int, image_size: int = 112,
                  batch_size: int = 64, training: bool = False, shuffle_buffer: int = 4096,
-                 repeat: bool = False, seed: int | None = None) -> tf.data.Dataset:
+                 repeat: bool = False, seed: int | None = None,
+                 workers: int = 1) -> tf.data.Dataset:
     """The input pipeline: parallel parsing, shuffling for training, batching, prefetch.
 
     repeat=True makes the dataset endless (for a fixed steps_per_epoch).
+    workers > 1 (a multi-worker strategy): every worker reads the files in
+    the same seeded order and keeps its share of each batch (auto-shard
+    policy DATA: the few files cannot be shared out by file).
     """
     paths = expand_files(files)
     dataset = tf.data.Dataset.from_tensor_slices(paths)
@@ -56,13 +61,18 @@ def make_dataset(files: str | Iterable[str], num_landmarks: int, image_size: int
     dataset = dataset.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=min(len(paths), 4), num_parallel_calls=AUTOTUNE,
-        deterministic=not training)
+        deterministic=not training or workers > 1)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.map(make_parse_fn(num_landmarks, image_size), num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size)
+    if workers > 1:
+        options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.experimental_distribute.auto_shard_policy = policy
+        dataset = dataset.with_options(options)
     return dataset.prefetch(AUTOTUNE)
 
 
@@ -74,7 +84,8 @@ def training_datasets(train_files, eval_files, num_landmarks: int, image_size: i
     that many steps; otherwise an epoch is one pass over the files.
     """
     data = dict(num_landmarks=num_landmarks, image_size=image_size,
-                batch_size=trainer_cfg.batch_size)
+                batch_size=trainer_cfg.batch_size,   # global: split over the replicas
+                workers=distribution.num_workers())
     train = make_dataset(train_files, training=True, shuffle_buffer=trainer_cfg.shuffle_buffer,
                          repeat=trainer_cfg.steps_per_epoch is not None, seed=seed, **data)
     evaluation = make_dataset(eval_files, **data) if eval_files else None

@@ -12,7 +12,9 @@ integer coordinates (0-based), the convention of
 
 Geometry (transform estimation, warps, heatmap distances) always runs in
 float32, whatever the model's mixed-precision policy: in bfloat16 a landmark
-coordinate near 100 px would be off by up to half a pixel.
+coordinate near 100 px would be off by up to half a pixel. Estimating,
+applying and inverting transforms are facealign.geometry's ``*_tf``
+functions, the twins of the numpy ones the data pipeline uses.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from facealign import crop, geometry
 
 _PACKAGE = "facealign"
 
@@ -30,19 +34,6 @@ def _float32_layer_kwargs(kwargs: dict) -> dict:
     return kwargs
 
 
-def _invert_affine(transform):
-    """Closed-form inverse of a batch of 2x3 affine matrices [B, 2, 3]."""
-    a, b, tx = transform[:, 0, 0], transform[:, 0, 1], transform[:, 0, 2]
-    c, d, ty = transform[:, 1, 0], transform[:, 1, 1], transform[:, 1, 2]
-    det = a * d - b * c
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    itx = -(ia * tx + ib * ty)
-    ity = -(ic * tx + id_ * ty)
-    row0 = ops.stack([ia, ib, itx], axis=-1)
-    row1 = ops.stack([ic, id_, ity], axis=-1)
-    return ops.stack([row0, row1], axis=1)
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TransformEstimation(keras.layers.Layer):
     """Least-squares similarity T with T(S) ~ S0, and its inverse (sec. 3.2).
@@ -50,10 +41,10 @@ class TransformEstimation(keras.layers.Layer):
     Similarities (rotation, uniform scale, translation; no skew, no
     reflection) keep the face undistorted. Parameterising the linear part as
     [[a, -b], [b, a]] makes the least-squares fit linear in (a, b), so it has
-    a closed form (the one of the official implementation):
-    a = sum(s.d) / |s|^2, b = sum(s_x d_y - s_y d_x) / |s|^2 for centred
-    source s and destination d; its determinant a^2 + b^2 >= 0 rules out
-    reflections.
+    a closed form (the one of the official implementation, and of
+    facealign.geometry.estimate_similarity): a = sum(s.d) / |s|^2,
+    b = sum(s_x d_y - s_y d_x) / |s|^2 for centred source s and destination
+    d; its determinant a^2 + b^2 >= 0 rules out reflections.
 
     Input: shapes [B, N, 2]. Output: (T, T^-1), each [B, 2, 3] float32.
     """
@@ -63,21 +54,8 @@ class TransformEstimation(keras.layers.Layer):
         self.canonical_shape = np.asarray(canonical_shape, np.float32).reshape(-1, 2)
 
     def call(self, shapes):
-        shapes = ops.cast(shapes, "float32")
-        target = ops.convert_to_tensor(self.canonical_shape)
-        source_mean = ops.mean(shapes, axis=1)                      # [B, 2]
-        target_mean = ops.mean(target, axis=0)                      # [2]
-        source = shapes - source_mean[:, None, :]                   # [B, N, 2]
-        centred_target = (target - target_mean)[None]               # [1, N, 2]
-        norm2 = ops.maximum(ops.sum(ops.square(source), axis=(1, 2)), 1e-12)
-        a = ops.sum(source * centred_target, axis=(1, 2)) / norm2
-        b = ops.sum(source[..., 0] * centred_target[..., 1]
-                    - source[..., 1] * centred_target[..., 0], axis=1) / norm2
-        tx = target_mean[0] - (a * source_mean[:, 0] - b * source_mean[:, 1])
-        ty = target_mean[1] - (b * source_mean[:, 0] + a * source_mean[:, 1])
-        transform = ops.stack([ops.stack([a, -b, tx], axis=-1),
-                               ops.stack([b, a, ty], axis=-1)], axis=1)
-        return transform, _invert_affine(transform)
+        transform = geometry.estimate_similarity_tf(shapes, self.canonical_shape)
+        return transform, geometry.invert_transform_tf(transform)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2, 3), (input_shape[0], 2, 3)
@@ -101,10 +79,7 @@ class LandmarkTransform(keras.layers.Layer):
 
     def call(self, inputs):
         shapes, transform = inputs
-        shapes = ops.cast(shapes, "float32")
-        transform = ops.cast(transform, "float32")
-        linear = transform[:, :, :2]
-        return ops.einsum("bij,bnj->bni", linear, shapes) + transform[:, None, :, 2]
+        return geometry.apply_transform_tf(transform, shapes)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -128,30 +103,31 @@ class ImageTransform(keras.layers.Layer):
     the layer hands it T^-1. Applied to the standardised image, the fill
     value 0 is the mean pixel of the training set. The whole batch is warped
     by one op, no Python loop.
+
+    builtin_ops: warp with crop.sample_bilinear_builtin (TFLite builtin ops,
+    same pixels) instead; the LiteRT export (trainer/litert_export.py) turns
+    it on in the model it converts. Off by default, and then absent from the
+    config, so saved models and their configs are as before.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, builtin_ops: bool = False, **kwargs):
         super().__init__(**_float32_layer_kwargs(kwargs))
+        self.builtin_ops = bool(builtin_ops)
 
     def call(self, inputs):
         images, transform = inputs
         images = tf.cast(images, tf.float32)
-        output_to_input = _invert_affine(ops.cast(transform, "float32"))
-        batch = tf.shape(images)[0]
-        params = tf.concat(
-            [tf.reshape(output_to_input, [batch, 6]), tf.zeros([batch, 2], tf.float32)],
-            axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=params,
-            output_shape=_spatial_size(images),
-            fill_value=tf.constant(0.0, tf.float32),
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
+        sample = crop.sample_bilinear_builtin if self.builtin_ops else crop.sample_bilinear
+        return sample(images, geometry.invert_transform_tf(transform), _spatial_size(images))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        if self.builtin_ops:
+            config["builtin_ops"] = True
+        return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -26,8 +26,13 @@ import numpy as np
 from keras import ops
 
 from facealign.config import DanConfig
-from trainer.dan_layers import (FeatureImage, ImageTransform, LandmarkHeatmap,
-                                LandmarkTransform, TransformEstimation)
+from trainer.dan_layers import (
+    FeatureImage,
+    ImageTransform,
+    LandmarkHeatmap,
+    LandmarkTransform,
+    TransformEstimation,
+)
 
 _PACKAGE = "facealign"
 PRECISIONS = ("float32", "mixed_bfloat16")

@@ -4,94 +4,57 @@ Stage 1 trains alone until the validation error stops improving for
 `patience` epochs, and keeps its best weights; then it is frozen (its
 BatchNorm and dropout switch to inference behaviour) and stage 2 with its
 connection layers is trained the same way, and so on. Each stage minimises
-eq. 4, the inter-pupil-normalised landmark error of its own output S_t.
+eq. 4, the inter-pupil-normalised landmark error of its own output S_t, through
+the shared fit loop (trainer/fit.py).
 """
 from __future__ import annotations
 
-import dataclasses
-import os
-import warnings
 from collections.abc import Iterable
 
 import keras
 import numpy as np
 
+from facealign import metrics
 from facealign.config import DanConfig, TrainerSection
-from trainer import dan_input
-from trainer.time_budget import Deadline, TimeBudget, stop_reason
-from trainer.dan_model import (build_dan_model, num_stages, set_stage_trainable,
-                               stage_model, stage_output_name)
-from trainer.losses import CORNERS, NormalizedLandmarkLoss, NormalizedMeanError, \
-    normalized_mean_error
+from facealign.metrics import INTER_OCULAR, INTER_PUPIL
+from trainer import dan_input, distribution
+from trainer.dan_model import (
+    build_dan_model,
+    num_stages,
+    set_stage_trainable,
+    stage_model,
+    stage_output_name,
+)
+from trainer.fit import FitOutcome, TrainingResult, fit, mean_shape_nme, resolve_precision
+from trainer.losses import NormalizedLandmarkLoss, NormalizedMeanError
+from trainer.time_budget import Deadline
 
-NME_INTER_OCULAR = "nme_inter_ocular"   # outer eye corners: the headline measure, and sweeps'
-
-
-@dataclasses.dataclass
-class DanTrainingResult:
-    model: keras.Model                  # the whole DAN, dict outputs, all layers trainable
-    stage_nme: list[float]              # validation NME (inter-pupil, fraction) after each stage
-    initial_nme: float                  # validation NME of the mean shape S0, for reference
-    histories: list[dict[str, list[float]]]   # Keras history of each stage's fit
-    stop_reasons: list[str] = dataclasses.field(default_factory=list)  # why each stage ended
-    # validation NME normalised by the outer eye corners after each stage (box diagonal
-    # for other than 68 points)
-    stage_nme_inter_ocular: list[float] = dataclasses.field(default_factory=list)
-
-
-def _mean_shape_nme(dataset, mean_shape: np.ndarray) -> float:
-    errors = []
-    for _, landmarks in dataset:
-        initial = np.broadcast_to(mean_shape, landmarks.shape)
-        errors.append(np.asarray(normalized_mean_error(landmarks, initial)))
-    return float(np.mean(np.concatenate(errors)))
+SCORES = {INTER_PUPIL: "nme", INTER_OCULAR: "nme_inter_ocular"}
 
 
 def train_stage(model: keras.Model, stage: int, train_data, eval_data,
                 trainer_cfg: TrainerSection, log_dir: str | None = None,
-                verbose="auto", time_budget_s: float | None = None) -> tuple[dict, dict, str]:
-    """Trains one stage of `model` with all earlier stages frozen.
-
-    Returns (validation scores {"nme": inter-pupil eq. 4, "nme_inter_ocular"},
-    Keras history, why training ended: patience, max epochs or time budget).
-    """
+                verbose="auto", time_budget_s: float | None = None,
+                backup_dir: str | None = None) -> FitOutcome:
+    """Trains one stage of `model` with all earlier stages frozen."""
     for earlier in range(1, stage):
         set_stage_trainable(model, earlier, False)
     set_stage_trainable(model, stage, True)
     submodel = stage_model(model, stage)
     submodel.compile(optimizer=keras.optimizers.Adam(trainer_cfg.learning_rate),
-                     loss=NormalizedLandmarkLoss(),
-                     metrics=[NormalizedMeanError(),
-                              NormalizedMeanError(CORNERS, name=NME_INTER_OCULAR)])
-    monitor = "val_loss" if eval_data is not None else "loss"
-    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode="min",
-                                               patience=trainer_cfg.patience,
-                                               restore_best_weights=True)]
-    budget = TimeBudget(time_budget_s)
-    callbacks.append(budget)
-    if log_dir:
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=os.path.join(log_dir, stage_output_name(stage))))
-    with warnings.catch_warnings():
-        # TFRecord datasets have unknown length: Keras learns it from the end of the first pass.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = submodel.fit(train_data, validation_data=eval_data,
-                               epochs=trainer_cfg.max_epochs_per_stage,
-                               steps_per_epoch=trainer_cfg.steps_per_epoch, shuffle=False,
-                               callbacks=callbacks, verbose=verbose)
-        scores = submodel.evaluate(
-            eval_data if eval_data is not None else train_data,
-            steps=None if eval_data is not None else trainer_cfg.steps_per_epoch,
-            return_dict=True, verbose=0)
-    reason = stop_reason(history.history, budget, trainer_cfg.max_epochs_per_stage)
-    return ({key: float(scores[key]) for key in ("nme", NME_INTER_OCULAR)}, history.history,
-            reason)
+                     loss=NormalizedLandmarkLoss(INTER_PUPIL),
+                     metrics=[NormalizedMeanError(INTER_PUPIL, name=SCORES[INTER_PUPIL]),
+                              NormalizedMeanError(INTER_OCULAR, name=SCORES[INTER_OCULAR])])
+    return fit(submodel, train_data, eval_data, trainer_cfg, monitor=SCORES[INTER_PUPIL],
+               score_keys=SCORES, name=stage_output_name(stage), log_dir=log_dir,
+               verbose=verbose, time_budget_s=time_budget_s, backup_dir=backup_dir)
 
 
 def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] | None,
               mean_shape, pixel_mean, pixel_std, dan_cfg: DanConfig | None = None,
               trainer_cfg: TrainerSection | None = None, log_dir: str | None = None,
-              verbose="auto", seed: int | None = None) -> DanTrainingResult:
+              verbose="auto", seed: int | None = None, init=None,
+              backup_dir: str | None = None) -> TrainingResult:
     """Builds a DAN and trains its dan_cfg.stages stages sequentially.
 
     train_files, eval_files: canonical-sample GZIP TFRecords (paths or globs).
@@ -99,9 +62,11 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
     data (not recommended). mean_shape [N, 2], pixel_mean/pixel_std [size,
     size]: training-set statistics, as in build_dan_model. log_dir: a
     TensorBoard subfolder per stage. seed: seeds Keras/TF/NumPy if given.
+    init: fn(model) that loads starting weights (warm start). backup_dir:
+    where a killed training resumes from (trainer/backup.py).
     """
     dan_cfg = dan_cfg or DanConfig()
-    trainer_cfg = trainer_cfg or TrainerSection()
+    trainer_cfg, chosen, reason = resolve_precision(trainer_cfg or TrainerSection())
     if seed is not None:
         keras.utils.set_random_seed(seed)
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
@@ -113,26 +78,36 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
 
     model = build_dan_model(mean_shape, pixel_mean, pixel_std, dan_cfg,
                             precision=trainer_cfg.precision)
-    initial_nme = _mean_shape_nme(eval_data, mean_shape) if eval_data is not None \
-        else float("nan")
-    print(f"mean shape S0: validation NME {initial_nme:.4f}")
-    normaliser = "inter-pupil distance" if mean_shape.shape[0] == 68 else "box diagonal"
-    stage_nme, stage_nme_io, histories, reasons = [], [], [], []
+    if init is not None:
+        init(model)
+    initial = {key: mean_shape_nme(eval_data, mean_shape, key) for key in SCORES}
+    print(f"mean shape S0: validation NME {initial[INTER_PUPIL]:.4f}")
+    normaliser = metrics.default_normalization(mean_shape.shape[0], INTER_PUPIL).replace("_", "-")
+    outcomes = []
     deadline = Deadline(trainer_cfg.time_budget_minutes)
+    stages = distribution.stage_backup(backup_dir)   # workers: read the chief's, write none
     for stage in range(1, num_stages(model) + 1):
-        scores, history, reason = train_stage(
+        name = stage_output_name(stage)
+        done = stages.finished(name, model)
+        if done is not None:
+            outcomes.append(FitOutcome(**done))
+            continue
+        outcome = train_stage(
             model, stage, train_data, eval_data, trainer_cfg, log_dir=log_dir, verbose=verbose,
-            time_budget_s=deadline.share(num_stages(model) - stage + 1))
-        nme = scores["nme"]
-        stage_nme.append(nme)
-        stage_nme_io.append(scores[NME_INTER_OCULAR])
-        histories.append(history)
-        reasons.append(reason)
-        print(f"stage {stage}: validation NME {nme:.4f} ({100 * nme:.2f}% of the "
-              f"{normaliser}; {100 * scores[NME_INTER_OCULAR]:.2f}% inter-ocular) after "
-              f"{len(history['loss'])} epochs (ended by {reason})")
+            time_budget_s=deadline.share(num_stages(model) - stage + 1),
+            backup_dir=stages.fit_folder(name))
+        stages.finish(name, model, vars(outcome))
+        outcomes.append(outcome)
+        nme = outcome.scores[INTER_PUPIL]
+        print(f"stage {stage}: validation NME {nme:.4f} ({100 * nme:.2f}% {normaliser}, "
+              f"{100 * outcome.scores[INTER_OCULAR]:.2f}% inter-ocular) after "
+              f"{len(outcome.history['loss'])} epochs (ended by {outcome.stop_reason})")
     for stage in range(1, num_stages(model) + 1):
         set_stage_trainable(model, stage, True)
-    return DanTrainingResult(model=model, stage_nme=stage_nme, initial_nme=initial_nme,
-                             histories=histories, stop_reasons=reasons,
-                             stage_nme_inter_ocular=stage_nme_io)
+    return TrainingResult(
+        model=model, nme_inter_pupil=[o.scores[INTER_PUPIL] for o in outcomes],
+        nme_inter_ocular=[o.scores[INTER_OCULAR] for o in outcomes],
+        initial_nme_inter_pupil=initial[INTER_PUPIL],
+        initial_nme_inter_ocular=initial[INTER_OCULAR],
+        histories=[o.history for o in outcomes], stop_reasons=[o.stop_reason for o in outcomes],
+        steps=[o.steps for o in outcomes], precision=chosen, precision_reason=reason)

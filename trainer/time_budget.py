@@ -21,17 +21,26 @@ class TimeBudget(keras.callbacks.Callback):
         self.exhausted = False
         self._started = None
         self._epochs = 0
+        self._earlier = 0.0   # seconds used before a resume (trainer/backup.py)
 
     def on_train_begin(self, logs=None):
         self._started = self.clock()
         self._epochs = 0
+        self._earlier = 0.0
         self.exhausted = False
+
+    def resume(self, seconds: float, epochs: int) -> None:
+        """Counts the time and epochs of the run that was interrupted."""
+        self._earlier, self._epochs = float(seconds), int(epochs)
+
+    def used_seconds(self) -> float:
+        return self._earlier + (self.clock() - self._started if self._started is not None else 0.0)
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs += 1
         if self.seconds is None:
             return
-        elapsed = self.clock() - self._started
+        elapsed = self.used_seconds()
         if elapsed + elapsed / self._epochs > self.seconds:
             self.exhausted = True
             self.model.stop_training = True
@@ -49,7 +58,8 @@ def stop_reason(history: dict, budget: TimeBudget, max_epochs: int) -> str:
 
 
 class Deadline:
-    """The budget shared by sequential fits (DAN's stages): each gets an even share of what is left."""
+    """The budget shared by sequential fits (DAN's stages): each gets an even share of what is
+    left."""
 
     def __init__(self, minutes: float | None, clock=time.monotonic):
         self.clock = clock

@@ -17,8 +17,8 @@ A trial:
 - AAN: one fit of `epochs_per_trial` epochs.
 Objective of both, minimised: `val_nme_inter_ocular`, the final output's
 validation NME normalised by the outer eye corners (the headline measure; the
-box diagonal for other than 68 points). Hyperband gives a trial its epoch budget (`tuner/epochs`, with
-epochs_per_trial as max_epochs); a trial always trains from scratch (no warm
+box diagonal for other than 68 points). Hyperband gives a trial its epoch budget (`tuner/epochs`,
+with epochs_per_trial as max_epochs); a trial always trains from scratch (no warm
 start from the earlier bracket's weights). max_trials does not apply to it.
 
 Resuming: the tuner lives in `<tuner.directory>/<project_name>` with
@@ -89,23 +89,15 @@ def config_with_hyperparameters(cfg: config_lib.Config, values: dict) -> config_
 def train_trial(cfg: config_lib.Config, train_files, eval_files, frame: dict,
                 epochs: int) -> float:
     """Trains one candidate (cfg already has the trial's values); returns the objective."""
-    from trainer import aan_training, dan_training
+    from trainer.training import train_model
 
-    patience = cfg.tuner.early_stopping_patience
-    if cfg.model.name == "aan":
-        trainer_cfg = cfg.trainer.model_copy(update={"max_epochs_per_stage": epochs,
-                                                     "patience": patience})
-        result = aan_training.train_aan(
-            train_files, eval_files, frame["mean_shape"], frame["pixel_mean"],
-            frame["pixel_std"], cfg.model.aan, trainer_cfg, verbose=0, seed=cfg.augment.seed)
-        return float(result.nme_inter_ocular)
-    per_stage = max(1, epochs // cfg.model.dan.stages)
-    trainer_cfg = cfg.trainer.model_copy(update={"max_epochs_per_stage": per_stage,
-                                                 "patience": patience})
-    result = dan_training.train_dan(
-        train_files, eval_files, frame["mean_shape"], frame["pixel_mean"], frame["pixel_std"],
-        cfg.model.dan, trainer_cfg, verbose=0, seed=cfg.augment.seed)
-    return float(result.stage_nme_inter_ocular[-1])
+    stages = cfg.model.dan.stages if cfg.model.name == "dan" else 1
+    trainer_cfg = cfg.trainer.model_copy(update={
+        "max_epochs_per_stage": max(1, epochs // stages),
+        "patience": cfg.tuner.early_stopping_patience})
+    result = train_model(cfg.model, trainer_cfg, train_files, eval_files, frame,
+                         seed=cfg.augment.seed, verbose=0)
+    return float(result.nme_inter_ocular[-1])
 
 
 class _FaceAlignTrials:
@@ -253,7 +245,7 @@ def tuner_fn(fn_args):
     """TFX Tuner entry point: the configured tuner and the prepared data to search on."""
     from tfx import v1 as tfx
 
-    from components.augment import frame_io
+    from facealign import frame_io
 
     cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Tuner custom_config")
     frame = frame_io.read_frame(fn_args.transform_graph_path)

@@ -10,6 +10,16 @@ back to the stock behaviour (saved_model.pb written last).
 The pushed copy's assets.extra/facealign_metadata.json also gets the
 Evaluator's figures (from the blessing artifact), so a serving consumer can
 read how good the version it calls is.
+
+The pushed copy also gets assets.extra/batching_parameters.txt: TF Serving's
+batching parameters (the text file its --batching_parameters_file flag takes),
+measured on the pushed model's serving signature on this machine
+(batch_timing.py says how and by which rules; a few seconds). TF Serving takes
+that file as a server flag, not from the version folder: start it with
+``--enable_batching --batching_parameters_file=<base>/<version>/assets.extra/
+batching_parameters.txt`` (or a copy); ``facealign serve`` takes the same flags.
+A model whose signature cannot be timed (it does not load, or has no warmup
+requests) is pushed without the file, with a warning.
 """
 from __future__ import annotations
 
@@ -24,13 +34,15 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-from components.landmark_evaluator.executor import BLESSING_EVALUATION_FILE
+from components.atomic_pusher import batch_timing, batching_parameters, spec
+from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE
 
 STAGING_PREFIX = ".incoming-"
 METADATA = os.path.join("assets.extra", "facealign_metadata.json")  # trainer/export.py writes it
+BATCHING = os.path.join("assets.extra", batching_parameters.FILE_NAME)
 
 
 def add_evaluation(model_dir: str, evaluation: dict | None) -> bool:
@@ -48,7 +60,7 @@ def add_evaluation(model_dir: str, evaluation: dict | None) -> bool:
 
 def _blessing_evaluation(input_dict) -> dict | None:
     blessing = artifact_utils.get_single_instance(
-        input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        input_dict[spec.MODEL_BLESSING_KEY])
     path = os.path.join(blessing.uri, BLESSING_EVALUATION_FILE)
     if not fileio.exists(path):
         return None
@@ -56,13 +68,43 @@ def _blessing_evaluation(input_dict) -> dict | None:
         return json.load(handle)
 
 
+def measured_batching_parameters(model_path: str) -> str | None:
+    """The batching_parameters.txt text for the model, timed here (batch_timing.py), or
+    None (with a warning) when its serving signature cannot be timed."""
+    from trainer.precision import cpu_model
+
+    try:
+        timings = batch_timing.time_signature(model_path)
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        logging.warning("no %s: the model's serving signature could not be timed (%s: %s)",
+                        BATCHING, type(exc).__name__, first_line)
+        return None
+    cpus = os.cpu_count() or 1
+    parameters = batch_timing.choose(timings, cpus)
+    logging.info("batching parameters from %s: %s", timings, parameters)
+    return batching_parameters.to_text(parameters,
+                                       batch_timing.describe(timings, cpu_model(), cpus))
+
+
+def write_batching_parameters(model_dir: str, text: str | None) -> bool:
+    """Writes assets.extra/batching_parameters.txt into a model copy; False when no text."""
+    if text is None:
+        return False
+    fileio.makedirs(os.path.join(model_dir, "assets.extra"))
+    with fileio.open(os.path.join(model_dir, BATCHING), "w") as handle:
+        handle.write(text)
+    return True
+
+
 def _is_local(path: str) -> bool:
     return "://" not in path
 
 
 def publish_atomically(model_path: str, base_directory: str, version: str,
-                       evaluation: dict | None = None) -> str:
-    """Copies a SavedModel (+ its evaluation) to base/version via a staging folder and a rename."""
+                       evaluation: dict | None = None, batching: str | None = None) -> str:
+    """Copies a SavedModel (+ its evaluation and batching parameters file text) to
+    base/version via a staging folder and a rename."""
     target = os.path.join(base_directory, version)
     if os.path.exists(target):
         raise FileExistsError(f"model version {target} already exists")
@@ -72,6 +114,7 @@ def publish_atomically(model_path: str, base_directory: str, version: str,
     try:
         shutil.copytree(model_path, staging)
         add_evaluation(staging, evaluation)
+        write_batching_parameters(staging, batching)
         os.rename(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -96,25 +139,27 @@ class Executor(pusher_executor.Executor):
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(
-            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+            output_dict[spec.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
         model_path = self.GetModelPath(input_dict)
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+            exec_properties[spec.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
         if not base:
             raise ValueError("Pusher needs push_destination.filesystem.base_directory")
         version = next_version(base)
         evaluation = _blessing_evaluation(input_dict)
+        batching = measured_batching_parameters(model_path)
         if _is_local(base):
-            serving_path = publish_atomically(model_path, base, version, evaluation)
+            serving_path = publish_atomically(model_path, base, version, evaluation, batching)
         else:
             serving_path = os.path.join(base, version)
             io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
             add_evaluation(serving_path, evaluation)
+            write_batching_parameters(serving_path, batching)
             io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
                                os.path.join(serving_path, "saved_model.pb"))
         logging.info("Model version %s published at %s", version, serving_path)

@@ -4,36 +4,19 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.augment import executor
-
-
-class AugmentSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "image_size": ExecutionParameter(type=int),
-        "face_fraction": ExecutionParameter(type=float),
-        "copies": ExecutionParameter(type=int),
-        "mirror": ExecutionParameter(type=int),
-        "translation_sigma": ExecutionParameter(type=float),
-        "rotation_sigma_deg": ExecutionParameter(type=float),
-        "scale_sigma": ExecutionParameter(type=float),
-        "seed": ExecutionParameter(type=int),
-    }
-    INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
-    }
-    OUTPUTS = {
-        "canonical_examples": ChannelParameter(type=standard_artifacts.Examples),
-        # S0 and pixel statistics; typed TransformGraph so the standard Trainer
-        # hands it to run_fn (fn_args.transform_graph_path).
-        "canonical_frame": ChannelParameter(type=standard_artifacts.TransformGraph),
-    }
+from components.augment.spec import AugmentSpec
 
 
 class Augment(base_beam_component.BaseBeamComponent):
-    """Canonical-frame crops for every split, augmented copies for training."""
+    """Canonical-frame crops for every split, augmented copies for training.
+
+    Inputs: `examples` (LandmarkExampleGen's raw faces) and, optionally,
+    `anomalies` (ExampleValidator's: Augment refuses to run on anomalies).
+    Outputs: `canonical_examples` (the crops per split) and `canonical_frame`
+    (S0 and the training pixel statistics, for the Trainer).
+    """
 
     SPEC_CLASS = AugmentSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -41,11 +24,11 @@ class Augment(base_beam_component.BaseBeamComponent):
     def __init__(self, examples, anomalies=None, *, image_size: int = 112,
                  face_fraction: float = 0.5, copies: int = 10, mirror: bool = True,
                  translation_sigma: float = 0.2, rotation_sigma_deg: float = 20.0,
-                 scale_sigma: float = 0.25, seed: int = 0):
+                 scale_sigma: float = 0.25, seed: int = 0, translation_unit: str = "face"):
         super().__init__(spec=AugmentSpec(
             examples=examples, anomalies=anomalies, image_size=int(image_size),
             face_fraction=float(face_fraction), copies=int(copies), mirror=int(bool(mirror)),
-            translation_sigma=float(translation_sigma),
+            translation_sigma=float(translation_sigma), translation_unit=str(translation_unit),
             rotation_sigma_deg=float(rotation_sigma_deg), scale_sigma=float(scale_sigma),
             seed=int(seed),
             canonical_examples=types.Channel(type=standard_artifacts.Examples),

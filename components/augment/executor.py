@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import apache_beam as beam
-import cv2
 import numpy as np
 import tensorflow as tf
 from tfx import types
@@ -23,30 +22,19 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.augment import anomalies, frame_io
-from facealign import canonical, canonical_example, examples as names
+from components.augment import anomalies, spec
+from facealign import canonical, canonical_example, crop, frame_io, raw_example
 
 FILE_PREFIX = "data_tfrecord"
 
 
-def parse_raw(serialized: bytes) -> dict:
-    feature = tf.train.Example.FromString(serialized).features.feature
-    landmarks = np.asarray(feature[names.RAW_LANDMARKS].float_list.value, np.float32)
-    return {
-        "image": feature[names.RAW_IMAGE].bytes_list.value[0],
-        "landmarks": landmarks.reshape(-1, 2),
-        "box": np.asarray(feature[names.RAW_BOX].float_list.value, np.float64),
-        "face_id": feature[names.RAW_FACE_ID].bytes_list.value[0].decode(),
-        "dataset": feature[names.RAW_DATASET].bytes_list.value[0].decode(),
-        "subset": feature[names.RAW_SUBSET].bytes_list.value[0].decode(),
-    }
-
-
-def decode_image(face: dict) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(face["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise ValueError(f"face {face['face_id']}: image bytes cannot be decoded")
-    return image
+def decode_image(face: dict):
+    """The face's grey image, decoded as the served model decodes it (facealign.crop)."""
+    try:
+        return crop.decode_gray(face["image"])
+    except tf.errors.InvalidArgumentError as exc:
+        raise ValueError(f"face {face['face_id']}: image bytes cannot be decoded "
+                         f"({exc.message.splitlines()[0]})") from None
 
 
 class MeanShapeFn(beam.CombineFn):
@@ -103,29 +91,31 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        for anomalies_artifact in input_dict.get("anomalies") or []:
+        for anomalies_artifact in input_dict.get(spec.ANOMALIES_KEY) or []:
             anomalies.raise_on_anomalies(anomalies_artifact)
-        raw = artifact_utils.get_single_instance(input_dict["examples"])
-        out = artifact_utils.get_single_instance(output_dict["canonical_examples"])
-        frame_artifact = artifact_utils.get_single_instance(output_dict["canonical_frame"])
+        raw = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+        out = artifact_utils.get_single_instance(output_dict[spec.CANONICAL_EXAMPLES_KEY])
+        frame_artifact = artifact_utils.get_single_instance(output_dict[spec.CANONICAL_FRAME_KEY])
         splits = artifact_utils.decode_split_names(raw.split_names)
         if "train" not in splits:
             raise ValueError(f"{raw.uri} has no train split (splits: {splits})")
-        size = int(exec_properties["image_size"])
+        size = int(exec_properties[spec.IMAGE_SIZE_KEY])
         config = canonical.AugmentConfig(
-            copies=int(exec_properties["copies"]), mirror=bool(exec_properties["mirror"]),
-            translation_sigma=float(exec_properties["translation_sigma"]),
-            rotation_sigma_deg=float(exec_properties["rotation_sigma_deg"]),
-            scale_sigma=float(exec_properties["scale_sigma"]),
-            seed=int(exec_properties["seed"]))
-        face_fraction = float(exec_properties["face_fraction"])
+            copies=int(exec_properties[spec.COPIES_KEY]),
+            mirror=bool(exec_properties[spec.MIRROR_KEY]),
+            translation_sigma=float(exec_properties[spec.TRANSLATION_SIGMA_KEY]),
+            rotation_sigma_deg=float(exec_properties[spec.ROTATION_SIGMA_DEG_KEY]),
+            scale_sigma=float(exec_properties[spec.SCALE_SIGMA_KEY]),
+            seed=int(exec_properties[spec.SEED_KEY]),
+            translation_unit=str(exec_properties.get(spec.TRANSLATION_UNIT_KEY) or "face"))
+        face_fraction = float(exec_properties[spec.FACE_FRACTION_KEY])
         out.split_names = artifact_utils.encode_split_names(splits)
 
         with self._make_beam_pipeline() as pipeline:
             faces = {split: (pipeline
                              | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
                                  _split_files(raw, split))
-                             | f"Parse[{split}]" >> beam.Map(parse_raw))
+                             | f"Parse[{split}]" >> beam.Map(raw_example.parse_example))
                      for split in splits}
             s0 = (faces["train"]
                   | "Shapes" >> beam.Map(lambda f: f["landmarks"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from tfx.components.evaluator import constants
 from tfx.dsl.components.common import resolver
 
-MODEL, BLESSING, CANDIDATE = "model", "model_blessing", "candidate"
+from components.baseline_resolver.spec import CANDIDATE_KEY, MODEL_BLESSING_KEY, MODEL_KEY
 
 
 def latest_blessed_other(models, blessings, candidates):
@@ -33,7 +33,8 @@ class LatestBlessedOtherModelStrategy(resolver.ResolverStrategy):
     `candidate` (the Trainer's output being evaluated)."""
 
     def resolve_artifacts(self, store, input_dict):
-        model, blessing = latest_blessed_other(input_dict.get(MODEL, []),
-                                               input_dict.get(BLESSING, []),
-                                               input_dict.get(CANDIDATE, []))
-        return {MODEL: model, BLESSING: blessing, CANDIDATE: list(input_dict.get(CANDIDATE, []))}
+        model, blessing = latest_blessed_other(input_dict.get(MODEL_KEY, []),
+                                               input_dict.get(MODEL_BLESSING_KEY, []),
+                                               input_dict.get(CANDIDATE_KEY, []))
+        return {MODEL_KEY: model, MODEL_BLESSING_KEY: blessing,
+                CANDIDATE_KEY: list(input_dict.get(CANDIDATE_KEY, []))}

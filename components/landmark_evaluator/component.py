@@ -4,30 +4,20 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.landmark_evaluator import executor
-
-
-class LandmarkEvaluatorSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "split": ExecutionParameter(type=str),
-        "max_nme": ExecutionParameter(type=float),
-        "failure_threshold": ExecutionParameter(type=float),
-    }
-    INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),
-        "model": ChannelParameter(type=standard_artifacts.Model),
-        "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
-    }
-    OUTPUTS = {
-        "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
-        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
-    }
+from components.landmark_evaluator.spec import LandmarkEvaluatorSpec
 
 
 class LandmarkEvaluator(base_component.BaseComponent):
-    """Scores a landmark model per subset and writes a standard ModelBlessing."""
+    """Scores a landmark model through its serving signature and writes a standard ModelBlessing.
+
+    Inputs: `examples` (LandmarkExampleGen's raw faces: photo bytes, detector
+    box, landmarks), `model` (the candidate) and optionally `baseline_model`
+    (the latest blessed one). Parameters: `split` (the held-out split scored),
+    `max_nme` (percent) and `failure_threshold`. Outputs: `evaluation`
+    (metrics.json, ced.png) and `blessing` (BLESSED / NOT_BLESSED, evaluation.json).
+    """
 
     SPEC_CLASS = LandmarkEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)

@@ -1,65 +1,109 @@
-"""Runs an exported model over canonical examples and scores it per subset.
+"""Scores an exported model the way a TF Serving client calls it.
 
-Predictions come from the SavedModel's `predict_canonical` signature (the
-canonical crop in, canonical landmarks out) and are mapped back to original
-image pixels with each example's `to_original`, so the scores are measured
-where the ground truth was annotated.
+Raw faces, as LandmarkExampleGen writes them (the photo's encoded bytes and
+the detector box; feature names in facealign/examples.py), go through the
+SavedModel's `serving_tf_example` signature, which crops, normalises,
+predicts and maps back to the photo inside the graph. The predictions are
+compared with the examples' own annotated landmarks, in the photo's pixels.
+
+The Evaluator (on the pipeline's held-out split) and `facealign evaluate` (on
+any annotated folder) both score through `predict` and `score` here, so the
+figures that bless a model are the ones its clients get.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from facealign import canonical_example, examples, metrics
+from facealign import metrics
+from facealign.raw_example import parse_example
+from trainer.export import TF_EXAMPLE_SIGNATURE as SERVING_SIGNATURE  # raw tf.Examples in
 
-CANONICAL_SIGNATURE = "predict_canonical"
+SERVING_INPUT = "examples"
+BATCH_SIZE = 32
+
+
+class EvaluationError(ValueError):
+    """The model or the faces cannot be scored (not a facealign SavedModel, landmark counts)."""
 
 
 @dataclasses.dataclass
 class Predictions:
-    predicted: np.ndarray  # [B, N, 2] original image pixels
-    ground_truth: np.ndarray
+    predicted: np.ndarray      # [B, N, 2] original image pixels
+    ground_truth: np.ndarray   # [B, N, 2] the annotation, original image pixels
     subsets: list[str]
+    face_ids: list[str]
 
 
-def read_layout(files: list[str]) -> tuple[int, int]:
-    """(landmark count, image size) from the first example of the files."""
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(1):
-        example = tf.train.Example.FromString(record.numpy())
-        feature = example.features.feature
-        return (len(feature[examples.LANDMARKS].float_list.value) // 2,
-                int(feature[examples.IMAGE_SIZE].int64_list.value[0]))
-    raise ValueError(f"no examples in {files}")
+def read_examples(files: list[str]) -> Iterator[bytes]:
+    """The serialized tf.Examples of gzipped TFRecord files, in file order."""
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        yield record.numpy()
 
 
-def to_original(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Applies per-example 2x3 affines [B, 2, 3] to points [B, N, 2]."""
-    return np.einsum("bij,bnj->bni", affine[:, :, :2], points) + affine[:, None, :, 2]
+def _batches(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def predict(saved_model_dir: str, files: list[str], batch_size: int = 64) -> Predictions:
-    model = tf.saved_model.load(saved_model_dir)
-    predict_fn = model.signatures[CANONICAL_SIGNATURE]
-    num_landmarks, size = read_layout(files)
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .batch(batch_size)
-               .map(lambda s: canonical_example.parse_canonical_examples(s, num_landmarks, size),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(2))
-    predicted, truth, subsets = [], [], []
-    for batch in dataset:
-        canonical = predict_fn(image=batch[examples.IMAGE])["landmarks"].numpy()
-        predicted.append(to_original(canonical, batch[examples.TO_ORIGINAL].numpy()))
-        truth.append(batch[examples.ORIGINAL_LANDMARKS].numpy())
-        subsets.extend(s.decode() for s in batch[examples.SUBSET].numpy())
-    return Predictions(np.concatenate(predicted), np.concatenate(truth), subsets)
+def serving_landmarks(saved_model_dir: str) -> Callable[[list[bytes]], np.ndarray]:
+    """A function: serialized raw tf.Examples -> landmarks [B, N, 2] from the serving signature."""
+    try:
+        model = tf.saved_model.load(saved_model_dir)
+    except (OSError, ValueError) as exc:
+        raise EvaluationError(f"{saved_model_dir}: not a SavedModel ({exc})") from None
+    if SERVING_SIGNATURE not in model.signatures:
+        raise EvaluationError(f"{saved_model_dir}: not a facealign SavedModel (no "
+                              f"{SERVING_SIGNATURE!r} signature; it has "
+                              f"{sorted(model.signatures)})")
+
+    def landmarks(batch: list[bytes]) -> np.ndarray:
+        # Through `model` on every call: the loaded object owns the variables.
+        outputs = model.signatures[SERVING_SIGNATURE](**{SERVING_INPUT: tf.constant(batch)})
+        return outputs["landmarks"].numpy()
+
+    return landmarks
+
+
+def predict(saved_model_dir: str, serialized_examples: Iterable[bytes],
+            batch_size: int = BATCH_SIZE,
+            progress: Callable[[Iterable], Iterable] | None = None) -> Predictions:
+    """Landmarks for raw tf.Examples through the serving signature, with their annotations.
+
+    progress: optional wrapper of the batch iterator (e.g. tqdm) for a command line.
+    """
+    landmarks_of = serving_landmarks(saved_model_dir)
+    predicted, truth, subsets, face_ids = [], [], [], []
+    batches = _batches(serialized_examples, batch_size)
+    for batch in (progress(batches) if progress else batches):
+        points = landmarks_of(batch)
+        for serialized in batch:
+            face = parse_example(serialized)
+            if face["landmarks"].shape != points.shape[1:]:
+                raise EvaluationError(f"face {face['face_id']}: the model predicts "
+                                      f"{points.shape[1]} landmarks, the data has "
+                                      f"{len(face['landmarks'])}")
+            truth.append(face["landmarks"])
+            subsets.append(face["subset"])
+            face_ids.append(face["face_id"])
+        predicted.append(points)
+    if not predicted:
+        raise EvaluationError("no faces to evaluate")
+    return Predictions(np.concatenate(predicted), np.stack(truth), subsets, face_ids)
 
 
 def score(predictions: Predictions, threshold: float) -> dict:
-    """{"all": summary, "<subset>": summary, ...}."""
+    """{"all": summary, "<subset>": summary, ...} (metrics.summary: NME %, AUC, failure %)."""
     by_subset = collections.defaultdict(list)
     for i, subset in enumerate(predictions.subsets):
         by_subset[subset].append(i)
@@ -71,7 +115,6 @@ def score(predictions: Predictions, threshold: float) -> dict:
 
 
 def headline_errors(predictions: Predictions) -> np.ndarray:
-    """Per-face errors used for CED plots: inter-ocular for 68 points, else box diagonal."""
-    normalisation = ("inter_ocular" if predictions.ground_truth.shape[1] == 68
-                     else "box_diagonal")
-    return metrics.face_errors(predictions.predicted, predictions.ground_truth, normalisation)
+    """Per-face errors for CED plots: inter-ocular for 68 points, else box diagonal."""
+    normalization = metrics.default_normalization(predictions.ground_truth.shape[1])
+    return metrics.face_errors(predictions.predicted, predictions.ground_truth, normalization)

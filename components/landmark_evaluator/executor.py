@@ -1,12 +1,16 @@
 """Scores the trained model, compares it with the last blessed one, blesses.
 
-A model is blessed when its headline NME (inter-ocular for 68 points, box
-diagonal otherwise, over the evaluated split) is at most `max_nme` percent
-and, when a baseline is given (the latest blessed model, resolved through
-MLMD by the pipeline), not worse than the baseline's NME measured here on
-the same examples. The blessing artifact follows the conventions of TFX's
-own Evaluator (`blessed` custom property, BLESSED / NOT_BLESSED file), so the
-standard Pusher and LatestBlessedModelStrategy understand it.
+The model is scored through its `serving_tf_example` signature on the
+held-out split of LandmarkExampleGen's raw faces (evaluation.py): photos and
+detector boxes in, as a TF Serving client sends them, against the annotated
+landmarks in the photos' pixels. A model is blessed when its headline NME
+(inter-ocular for 68 points, box diagonal otherwise, over the evaluated
+split) is at most `max_nme` percent and, when a baseline is given (the latest
+blessed model, resolved through MLMD by the pipeline), not worse than the
+baseline's NME measured here on the same examples. The blessing artifact
+follows the conventions of TFX's own Evaluator (`blessed` custom property,
+BLESSED / NOT_BLESSED file), so the standard Pusher and
+LatestBlessedModelStrategy understand it. The output files' names are in spec.py.
 """
 from __future__ import annotations
 
@@ -22,18 +26,15 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components.landmark_evaluator import evaluation
+from components.landmark_evaluator import evaluation, spec
+from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE, CED_FILE, METRICS_FILE
 from facealign import metrics
-
-METRICS_FILE = "metrics.json"
-# Beside the blessing marker: the figures the Pusher writes into the pushed model's metadata.
-BLESSING_EVALUATION_FILE = "evaluation.json"
-CED_FILE = "ced.png"
 
 
 def headline_nme(summary: dict) -> float:
-    value = summary.get("nme_inter_ocular")
-    return summary["nme_box_diagonal"] if value is None else value
+    """The summary's NME of metrics.default_normalization: inter-ocular for 68 points."""
+    value = summary.get(f"nme_{metrics.INTER_OCULAR}")
+    return summary[f"nme_{metrics.BOX_DIAGONAL}"] if value is None else value
 
 
 def split_files(examples: types.Artifact, split: str) -> list[str]:
@@ -58,28 +59,31 @@ class Executor(base_executor.BaseExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
-        model = artifact_utils.get_single_instance(input_dict["model"])
-        baselines = input_dict.get("baseline_model") or []
-        evaluation_artifact = artifact_utils.get_single_instance(output_dict["evaluation"])
-        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        split = exec_properties["split"]
-        threshold = float(exec_properties["failure_threshold"])
+        examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+        model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+        baselines = input_dict.get(spec.BASELINE_MODEL_KEY) or []
+        evaluation_artifact = artifact_utils.get_single_instance(
+            output_dict[spec.EVALUATION_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
+        split = exec_properties[spec.SPLIT_KEY]
+        threshold = float(exec_properties[spec.FAILURE_THRESHOLD_KEY])
         files = split_files(examples, split)
 
-        current = evaluation.predict(path_utils.serving_model_path(model.uri), files)
+        current = evaluation.predict(path_utils.serving_model_path(model.uri),
+                                     evaluation.read_examples(files))
         report = {"split": split, "model": model.uri,
                   "metrics": evaluation.score(current, threshold)}
         curves = {"candidate": evaluation.headline_errors(current)}
         baseline_nme = None
         if baselines and baselines[0].uri != model.uri:
-            base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri), files)
+            base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri),
+                                      evaluation.read_examples(files))
             report["baseline"] = {"model": baselines[0].uri,
                                   "metrics": evaluation.score(base, threshold)}
             baseline_nme = headline_nme(report["baseline"]["metrics"]["all"])
             curves["baseline"] = evaluation.headline_errors(base)
         nme = headline_nme(report["metrics"]["all"])
-        blessed, reason = decide(nme, float(exec_properties["max_nme"]), baseline_nme)
+        blessed, reason = decide(nme, float(exec_properties[spec.MAX_NME_KEY]), baseline_nme)
         report["blessed"], report["reason"] = blessed, reason
 
         io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),

@@ -15,11 +15,13 @@ from facealign.data.report import ON_ERROR_CHOICES
 def add_parser(sub) -> None:
     parser = sub.add_parser("data", help="inspect datasets")
     parser.add_argument("action", choices=["check"])
-    parser.add_argument("root", help="dataset folder (for coco: the folder file_name is relative to)")
+    parser.add_argument("root",
+                        help="dataset folder (for coco: the folder file_name is relative to)")
     parser.add_argument("--format", choices=FORMATS, default="300w",
                         help="300w: .pts beside images; ljson: Menpo .ljson beside images; "
                              "coco: COCO keypoint JSON (--annotations)")
-    parser.add_argument("--annotations", metavar="JSON", help="the COCO keypoint JSON (format coco)")
+    parser.add_argument("--annotations", metavar="JSON",
+                        help="the COCO keypoint JSON (format coco)")
     parser.add_argument("--boxes", action="append", default=[], metavar="CSV",
                         help="face-box CSV image,x0,y0,x1,y1 (repeatable)")
     parser.add_argument("--name", help="dataset name in face ids (default: the root folder's name)")

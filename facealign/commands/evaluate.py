@@ -1,20 +1,18 @@
 """`facealign evaluate`: score any exported model on any annotated folder.
 
-The model is called through its `serving_default` signature exactly as a TF
-Serving consumer would (encoded image + detector box in, image pixels out),
-so the figures describe the deployed artefact, not a training-time shortcut.
+The faces are encoded as the raw tf.Examples LandmarkExampleGen writes (photo
+bytes + detector box) and scored by the Evaluator's own code
+(components/landmark_evaluator/evaluation.py) through the model's
+`serving_tf_example` signature, exactly as a TF Serving consumer would call
+it, so the figures describe the deployed artefact and match what the
+pipeline's Evaluator blesses on the same faces.
 """
 from __future__ import annotations
 
 import json
 import pathlib
 
-import numpy as np
-
-from facealign import metrics
 from facealign.errors import UserError
-
-BATCH = 32
 
 
 def add_parser(sub) -> None:
@@ -32,27 +30,13 @@ def add_parser(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def predict_faces(model_dir: str, records) -> np.ndarray:
-    import tensorflow as tf
-
-    try:
-        model = tf.saved_model.load(model_dir)
-        serve = model.signatures["serving_default"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{model_dir}: not a facealign SavedModel ({exc})") from None
+def run(args) -> int:
     from tqdm import tqdm
 
-    predictions = []
-    for start in tqdm(range(0, len(records), BATCH), desc="evaluate", unit="batch"):
-        batch = records[start:start + BATCH]
-        images = tf.constant([pathlib.Path(r.image_path).read_bytes() for r in batch])
-        boxes = tf.constant([list(r.box) for r in batch], tf.float32)
-        predictions.append(serve(image_bytes=images, box=boxes)["landmarks"].numpy())
-    return np.concatenate(predictions)
-
-
-def run(args) -> int:
+    from components.landmark_evaluator import evaluation
+    from facealign import metrics
     from facealign.data import read_dataset
+    from facealign.raw_example import record_to_example
 
     records, report = read_dataset(args.data, format=args.format, boxes=args.boxes,
                                    annotations=args.annotations)
@@ -60,17 +44,18 @@ def run(args) -> int:
         print(f"evaluate: {line}")
     if not records:
         raise UserError(f"{args.data}: no usable face to evaluate")
-    predicted = predict_faces(args.model, records)
-    truth = np.stack([r.landmarks for r in records])
-    if predicted.shape != truth.shape:
-        raise UserError(f"model predicts {predicted.shape[1]} landmarks, the data has "
-                        f"{truth.shape[1]}")
-    result = metrics.summary(predicted, truth, args.threshold)
+    try:
+        predictions = evaluation.predict(
+            args.model, (record_to_example(r) for r in records),
+            progress=lambda batches: tqdm(batches, desc="evaluate", unit="batch",
+                                          total=-(-len(records) // evaluation.BATCH_SIZE)))
+    except evaluation.EvaluationError as exc:
+        raise UserError(str(exc)) from None
+    result = evaluation.score(predictions, args.threshold)["all"]
     print(json.dumps(result, indent=2))
     if args.json_out:
         pathlib.Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     if args.plot:
-        normalisation = "inter_ocular" if truth.shape[1] == 68 else "box_diagonal"
-        metrics.plot_ced({pathlib.Path(args.data).name: metrics.face_errors(
-            predicted, truth, normalisation)}, args.plot, args.threshold)
+        metrics.plot_ced({pathlib.Path(args.data).name: evaluation.headline_errors(predictions)},
+                         args.plot, args.threshold)
     return 0

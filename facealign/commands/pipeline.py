@@ -5,10 +5,12 @@ import time
 
 from facealign import config
 from facealign.commands.config import add_config_arguments
+from facealign.errors import UserError
 
 
 def add_parser(sub) -> None:
-    run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, SQLite MLMD)")
+    run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner; MLMD in "
+                                     "SQLite, or on MySQL / MariaDB with pipeline.mysql)")
     add_config_arguments(run)
     run.set_defaults(handler=run_pipeline)
 
@@ -30,7 +32,10 @@ def run_pipeline(args) -> int:
     started = time.monotonic()
     print(f"facealign run: pipeline {cfg.pipeline.name!r}, root {cfg.resolve(cfg.pipeline.root)}",
           flush=True)
-    runners.run_local(cfg)
+    try:
+        runners.run_local(cfg)
+    except runners.MetadataStoreError as exc:
+        raise UserError(str(exc)) from None
     print(f"facealign run: finished in {time.monotonic() - started:.0f} s; models under "
           f"{cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name}", flush=True)
     return 0

@@ -1,13 +1,13 @@
 """`facealign predict`: landmarks of the faces in some images, from a model folder or a server.
 
---model is a SavedModel folder (run in this process) or a model URL
-``http://host:port/v1/models/NAME[/versions/N]`` (TF Serving or `facealign
-serve`; the same serving_default request over REST).
+--model is a SavedModel folder or a TF Serving base folder (its newest version;
+run in this process) or a model URL ``http://host:port/v1/models/NAME[/versions/N]``
+(TF Serving or `facealign serve`; the same serving_default request over REST).
 
-Faces: with --box, that one box in every image; without, every face OpenCV's
-Haar frontal face cascade finds (serving/detector.py: the detector the DAN
-authors' demo uses, so its boxes match what DAN expects; where the XML comes
-from and how it runs on OpenCV 5 is explained there). One result per face.
+Faces: with --box, that one box in every image; without, every face the
+--detector finds (default BlazeFace; `haar`: OpenCV's frontal face cascade),
+its boxes mapped to the 300-W convention (serving/detector.py). One result per face.
+The work is serving.aligner.Aligner's, as in the Python API (facealign.load).
 """
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="landmarks of the faces in images")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", required=True,
-                        help="SavedModel folder or http://host:port/v1/models/NAME")
+                        help="SavedModel folder, TF Serving base folder (newest version) or "
+                             "http://host:port/v1/models/NAME")
     parser.add_argument("--box", help="face box x0,y0,x1,y1 in pixels (skips detection)")
     parser.add_argument("--json", dest="json_out",
                         help="write the results here (default: print them)")
     parser.add_argument("--overlay", help="PNG with the points and boxes drawn; with several "
                                           "images, OUT-<image name>.png each")
-    parser.add_argument("--face-cascade", help="face detector model (Haar cascade XML or "
-                                               "YuNet ONNX); see serving/detector.py")
+    parser.add_argument("--detector", metavar="NAME",
+                        help="face detector: blazeface (default) or haar; see serving/detector.py")
+    parser.add_argument("--face-cascade", help="face detector model for --detector haar (Haar "
+                                               "cascade XML or YuNet ONNX)")
     parser.set_defaults(handler=run)
 
 
@@ -42,58 +45,52 @@ def overlay_path(template: str, image: pathlib.Path, several: bool) -> pathlib.P
     return out.with_name(f"{out.stem}-{image.stem}{out.suffix or '.png'}")
 
 
-def find_faces(images, box_text, cascade):
-    """[(path, encoded bytes, BGR image, boxes [K, 4], box source)] or UserError."""
-    from serving import detector as face_detector
-    from serving.model import parse_box, read_image
-
-    box = parse_box(box_text) if box_text else None
-    detector = None
-    faces = []
-    for name in images:
-        path = pathlib.Path(name)
-        data, image = read_image(path)
-        if box is not None:
-            faces.append((path, data, image, box[None], "user"))
-            continue
-        if detector is None:
-            try:
-                detector = face_detector.FaceDetector(cascade)
-            except face_detector.DetectorUnavailable as exc:
-                raise UserError(f"{exc}; or pass --box x0,y0,x1,y1") from None
-        boxes = detector.detect(image)
-        if not len(boxes):
-            raise UserError(f"{path}: no face found by {detector.name}; pass --box x0,y0,x1,y1")
-        faces.append((path, data, image, boxes, "detector"))
-    return faces
-
-
 def run(args) -> int:
-    faces = find_faces(args.images, args.box, args.face_cascade)
-    from serving.model import draw, open_model
+    from serving.aligner import Aligner
+    from serving.boxes import parse_box
+    from serving.detector import detector_name
+    from serving.errors import BoxError, DetectorUnavailable, InputError
+    from serving.images import draw, load_image
+    from serving.model import open_model
 
-    model = open_model(args.model)
+    try:
+        box = parse_box(args.box) if args.box else None
+    except BoxError as exc:
+        raise UserError(f"--box {exc}") from None
+    try:
+        detector_name(args.detector, args.face_cascade)
+    except InputError as exc:
+        raise UserError(f"--detector: {exc}") from None
+    pictures = [load_image(name) for name in args.images]  # bad files fail before the model loads
+    aligner = Aligner(open_model(args.model), args.face_cascade, args.detector)
     results = []
-    several = len(faces) > 1
-    for path, data, image, boxes, source in faces:
-        prediction = model.predict([data] * len(boxes), boxes)
-        for i, (box, landmarks, spread) in enumerate(
-                zip(boxes, prediction.landmarks, prediction.stage_spread)):
-            results.append({"image": str(path), "face": i, "box": np.round(box, 2).tolist(),
-                            "box_source": source, "stage_spread": round(float(spread), 6),
-                            "landmarks": np.round(landmarks, 3).tolist()})
+    several = len(pictures) > 1
+    for picture in pictures:
+        try:
+            faces = aligner.align(picture, box)
+        except DetectorUnavailable as exc:
+            raise UserError(f"{exc}; or pass --box x0,y0,x1,y1") from None
+        if not faces:
+            raise UserError(f"{picture.name}: no face found by {aligner.detector.name}; "
+                            "pass --box x0,y0,x1,y1")
+        for i, face in enumerate(faces):
+            results.append({"image": picture.name, "face": i,
+                            "box": np.round(face.box, 2).tolist(),
+                            "box_source": face.box_source,
+                            "stage_spread": round(face.stage_spread, 6),
+                            "landmarks": np.round(face.landmarks, 3).tolist()})
         if args.overlay:
-            picture = image
-            for box, landmarks in zip(boxes, prediction.landmarks):
-                picture = draw(picture, landmarks, box)
-            out = overlay_path(args.overlay, path, several)
+            drawn = picture.bgr
+            for face in faces:
+                drawn = draw(drawn, face.landmarks, face.box)
+            out = overlay_path(args.overlay, pathlib.Path(picture.name), several)
             out.parent.mkdir(parents=True, exist_ok=True)
             import cv2
 
-            if not cv2.imwrite(str(out), picture):
+            if not cv2.imwrite(str(out), drawn):
                 raise UserError(f"--overlay {out}: cannot write (use a .png name)")
-        print(f"predict: {path}: {len(boxes)} face(s) "
-              f"({'given box' if source == 'user' else 'detected'})", file=sys.stderr)
+        print(f"predict: {picture.name}: {len(faces)} face(s) "
+              f"({'given box' if box is not None else 'detected'})", file=sys.stderr)
     text = json.dumps({"model": str(args.model), "results": results}, indent=1)
     if args.json_out:
         out = pathlib.Path(args.json_out)

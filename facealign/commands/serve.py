@@ -3,14 +3,27 @@
 Serves the newest numeric version under --model-base-path (the Pusher's
 push destination) at http://HOST:PORT/v1/models/NAME and switches to newer
 versions as they appear, without a restart. See serving/server.py for the
-API and its limits; production uses TF Serving itself (same URLs and JSON).
+API and its limits (serving/versions.py for versions, serving/rest.py for the
+JSON); production uses TF Serving itself (same URLs and JSON).
+--enable_batching and --batching_parameters_file are TF Serving's flags, with its
+file format and defaults (serving/batching.py).
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import pathlib
 
 from facealign.errors import UserError
+
+_TRUE, _FALSE = ("true", "1", "yes", "t"), ("false", "0", "no", "f")
+
+
+def _flag(text: str) -> bool:
+    """TF Serving's boolean flag values: --enable_batching, --enable_batching=true|false."""
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_parser(sub) -> None:
@@ -30,14 +43,25 @@ def add_parser(sub) -> None:
                         help="seconds a request may wait for a slot before a 503 (default 30)")
     parser.add_argument("--max-body-mb", type=float, default=10.0,
                         help="largest request body in MB; larger ones get 413 (default 10)")
+    parser.add_argument("--enable_batching", nargs="?", const=True, default=False, type=_flag,
+                        metavar="true|false",
+                        help="batch concurrent predict requests as TF Serving does (its flag; "
+                             "parameters from --batching_parameters_file, else TF Serving's "
+                             "defaults)")
+    parser.add_argument("--batching_parameters_file", metavar="FILE",
+                        help="TF Serving's batching parameters text file "
+                             "(max_batch_size { value: 32 } ...); the Pusher writes one to "
+                             "VERSION/assets.extra/batching_parameters.txt")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from serving import server, versions
+
     base = pathlib.Path(args.model_base_path)
     if not base.is_dir():
         raise UserError(f"--model-base-path {base}: no such folder")
-    if (base / "saved_model.pb").is_file():
+    if versions.is_saved_model(base):
         raise UserError(f"--model-base-path {base} is a SavedModel itself; pass the folder "
                         f"that holds its numeric version folders (e.g. {base.parent}, with "
                         f"{base} named by a version number)")
@@ -46,21 +70,22 @@ def run(args) -> int:
             raise UserError(f"{name} {value}: out of range")
     if args.poll_seconds <= 0 or args.queue_timeout <= 0 or args.max_body_mb <= 0:
         raise UserError("--poll-seconds, --queue-timeout and --max-body-mb must be positive")
+    batching = _batching(args)
     name = args.model_name or base.resolve().name
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from serving import server
-
-    if not server.numeric_versions(base):
+    if not versions.numeric_versions(base):
         print(f"serve: no version folder (a number holding saved_model.pb) in {base} yet; "
               f"waiting for one", flush=True)
     local = server.LocalServer(base, name, args.host, args.port, args.poll_seconds,
                                int(args.max_body_mb * 2**20), args.max_concurrency,
-                               args.queue_timeout, access_log=True)
+                               args.queue_timeout, access_log=True, batching=batching)
 
     def ready(srv):
         current = srv.repository.current
         print(f"serve: model {name!r} version {current.version if current else '(none yet)'} "
               f"at {srv.model_url} (Ctrl-C stops)", flush=True)
+        if batching is not None:
+            print(f"serve: batching {batching}", flush=True)
 
     try:
         local.serve_forever(on_ready=ready)
@@ -69,3 +94,23 @@ def run(args) -> int:
             from None
     print("serve: stopped", flush=True)
     return 0
+
+
+def _batching(args):
+    """The BatchingParameters of --enable_batching (None without it)."""
+    from serving import batching
+
+    file = args.batching_parameters_file
+    if not args.enable_batching:
+        if file:
+            raise UserError("--batching_parameters_file needs --enable_batching")
+        return None
+    if not file:
+        return batching.BatchingParameters()
+    try:
+        return batching.read_parameters(file)
+    except batching.BatchingParametersError as exc:
+        raise UserError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--batching_parameters_file {file}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None

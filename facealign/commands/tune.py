@@ -11,7 +11,6 @@ and the best hyperparameters. For chief/worker sweeps see trainer/tuning.py.
 from __future__ import annotations
 
 import json
-import pathlib
 
 from facealign import config
 from facealign.commands.config import add_config_arguments
@@ -27,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from facealign.commands.train import _prepare_key, prepare
+    from pipeline.prepare import PrepareError, prepared_data
 
     cfg = config.load(args.config, args.overrides)
     if not cfg.tuner.search_space:
@@ -43,11 +42,10 @@ def run(args) -> int:
     root = cfg.resolve(cfg.tuner.directory)
 
     def prepare_data(trial_cfg):
-        """The trial's canonical data: one folder per distinct data/augment setting, reused."""
-        data_dir = root / f"data-{_prepare_key(trial_cfg)}"
-        frame = prepare(trial_cfg, data_dir)
-        return ([str(data_dir / "train.tfrecord.gz")], [str(data_dir / "eval.tfrecord.gz")],
-                frame)
+        try:
+            return prepared_data(trial_cfg, root)
+        except PrepareError as exc:
+            raise UserError(str(exc)) from None
 
     chief = role is not None and "chief" in role     # KerasTuner's own test of the id
     if not chief and not any(name in config.AUGMENT_TUNABLE for name in cfg.tuner.search_space):

@@ -33,7 +33,8 @@ def normalize_relpath(path: str) -> str:
     return posixpath.normpath(path.strip().replace("\\", "/"))
 
 
-def read_box_csvs(csv_paths, root: pathlib.Path, dataset: str = "") -> tuple[dict[str, CsvBox], list[Reject]]:
+def read_box_csvs(csv_paths, root: pathlib.Path,
+                  dataset: str = "") -> tuple[dict[str, CsvBox], list[Reject]]:
     """Boxes by image path (relative to root) from the CSVs, and the rows that were not usable.
 
     A CSV file that does not exist raises DataError: the source is unusable as configured.
@@ -53,7 +54,8 @@ def read_box_csvs(csv_paths, root: pathlib.Path, dataset: str = "") -> tuple[dic
         header = tuple(field.strip().lower() for field in rows[0]) if rows else ()
         if header != CSV_HEADER:
             rejects.append(Reject(str(csv_path), f"box CSV must start with the header "
-                                  f"{','.join(CSV_HEADER)}; got {','.join(header) or 'an empty file'}",
+                                  f"{','.join(CSV_HEADER)}; got "
+                                  f"{','.join(header) or 'an empty file'}",
                                   dataset))
             continue
         for line_number, row in enumerate(rows[1:], 2):

@@ -15,7 +15,7 @@ import json
 import math
 import pathlib
 import posixpath
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -73,7 +73,8 @@ def find_coco_faces(annotations: pathlib.Path, root: pathlib.Path | None,
 
 
 def _image_entry_problem(image, images) -> str | None:
-    if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+    if (not isinstance(image, dict) or "id" not in image
+            or not isinstance(image.get("file_name"), str)):
         return "needs an id and a file_name"
     if image["id"] in images:
         return f"a second image with id {image['id']}"

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from facealign.data import boxes as boxes_lib
 from facealign.data.images import ImageProblem, checked_image_size
-from facealign.data.records import (BOX_FROM_ANNOTATION, BOX_FROM_DETECTOR, BOX_FROM_LANDMARKS,
-                                    Box, FaceRecord, Reject)
+from facealign.data.records import (
+    BOX_FROM_ANNOTATION,
+    BOX_FROM_DETECTOR,
+    BOX_FROM_LANDMARKS,
+    Box,
+    FaceRecord,
+    Reject,
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -31,7 +37,8 @@ class FaceAnnotation:
     box: Box | None = None                       # the annotation's own box, if it has one
     stated_size: tuple[int, int] | None = None   # (width, height) the annotation claims
     faces_in_image: int = 1
-    location: str = ""   # which face inside a multi-face annotation file, e.g. "annotations[3] (id 40)"
+    # which face inside a multi-face annotation file, e.g. "annotations[3] (id 40)"
+    location: str = ""
 
 
 def assemble_faces(found: Iterable[FaceAnnotation | Reject], dataset: str,
@@ -53,7 +60,8 @@ def _assemble(face: FaceAnnotation, dataset: str, csv_boxes, sizes) -> FaceRecor
 
     landmarks = np.asarray(face.landmarks, dtype=np.float32)
     if landmarks.ndim != 2 or landmarks.shape[1] != 2 or landmarks.shape[0] == 0:
-        return reject(face.annotation_path, f"landmarks have shape {landmarks.shape}, expected [N, 2]")
+        return reject(face.annotation_path,
+                      f"landmarks have shape {landmarks.shape}, expected [N, 2]")
     bad = np.flatnonzero(~np.isfinite(landmarks).all(axis=1))
     if bad.size:
         shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")

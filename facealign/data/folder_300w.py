@@ -6,7 +6,7 @@ the root (e.g. "afw", "helen/trainset").
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from facealign.data import layout
 from facealign.data.faces import FaceAnnotation

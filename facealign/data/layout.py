@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pathlib
 import posixpath
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -33,7 +33,8 @@ def face_id(dataset: str, image_relpath: str) -> str:
     return f"{dataset}:{posixpath.splitext(image_relpath)[0]}"
 
 
-def walk(root: pathlib.Path, dataset: str) -> Iterator[tuple[pathlib.Path, str, list[pathlib.Path]] | Reject]:
+def walk(root: pathlib.Path,
+         dataset: str) -> Iterator[tuple[pathlib.Path, str, list[pathlib.Path]] | Reject]:
     """(folder, subset, files) for every folder under root, sorted; hidden entries skipped.
 
     A folder with no entries at all is yielded as a Reject: someone expected faces there.
@@ -79,7 +80,8 @@ def pair_with_images(files: list[pathlib.Path], annotation_suffix: str):
                 unused.append((f, f"not used: {chosen.name} is taken as the image of "
                                   f"{f.stem}{annotation_suffix}"))
             else:
-                unused.append((f, f"image without annotation: no {f.stem}{annotation_suffix} beside it"))
+                unused.append((f, f"image without annotation: no {f.stem}{annotation_suffix} "
+                                  "beside it"))
     return pairs, unused
 
 

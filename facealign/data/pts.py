@@ -46,7 +46,8 @@ def parse_pts(text: str) -> np.ndarray:
         read = len(lines) - opening - 1
         raise PtsProblem(f"truncated .pts: no closing '}}' ({read} of {n_points} point lines)")
     if closing != len(lines) - 1:
-        raise PtsProblem(f"malformed .pts: text after the closing '}}' (line {lines[closing + 1][0]})")
+        raise PtsProblem(f"malformed .pts: text after the closing '}}' "
+                         f"(line {lines[closing + 1][0]})")
     points = []
     for number, line in lines[opening + 1:closing]:
         fields = line.split()

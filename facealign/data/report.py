@@ -61,7 +61,7 @@ class DataReport:
         self.box_sources[item.box_source] += 1
         self.landmark_counts[item.num_landmarks] += 1
 
-    def merge(self, other: "DataReport") -> None:
+    def merge(self, other: DataReport) -> None:
         self.accepted += other.accepted
         self.rejects.extend(other.rejects)
         self.per_subset.update(other.per_subset)
@@ -83,7 +83,8 @@ class DataReport:
                 out.append(f"  {key[0] + ':' + key[1]:<{width}}  "
                            f"{self.per_subset[key]:>8,}  {rejected_here[key]:>8,}")
         if self.landmark_counts:
-            counts = ", ".join(f"{n} ({_faces(c)})" for n, c in sorted(self.landmark_counts.items()))
+            counts = ", ".join(f"{n} ({_faces(c)})"
+                               for n, c in sorted(self.landmark_counts.items()))
             out.append(f"landmarks per face: {counts}")
         if self.box_sources:
             sources = ", ".join(f"{s} {c:,}" for s, c in sorted(self.box_sources.items()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import pathlib
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from facealign.data.boxes import read_box_csvs
 from facealign.data.coco import find_coco_faces

@@ -1,0 +1,105 @@
+"""Images into the model and drawings out of it.
+
+The serving signature takes encoded bytes and decodes JPEG, PNG, BMP and GIF
+(tf.io.decode_image), so every input becomes such bytes: files and bytes in
+those formats go as they are (the model sees exactly the file), other formats
+OpenCV reads (PPM, TIFF, WebP...) and numpy arrays are encoded losslessly
+(BMP: fastest; PNG: smaller, for a request over the network). Arrays are RGB,
+as most Python image libraries give them; OpenCV's BGR order stays behind
+:class:`Image` (the detector and the drawings use it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import cv2
+import numpy as np
+
+from serving.errors import ImageError
+
+# formats tf.io.decode_image reads; anything else OpenCV reads is sent re-encoded
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """One image, ready for the model (`data`) and for OpenCV (`bgr`)."""
+
+    name: str          # the path, or "<bytes>" / "<array>": what error messages call it
+    data: bytes        # JPEG/PNG/BMP/GIF bytes the serving signature decodes
+    bgr: np.ndarray    # uint8 [H, W, 3], BGR
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bgr.shape[:2]
+
+
+def load_image(image, encoding: str = ".png") -> Image:
+    """An Image from a path (str or os.PathLike), encoded bytes, or a uint8 numpy array
+    ([H, W] gray, [H, W, 3] RGB or [H, W, 4] RGBA). ImageError names what is wrong."""
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return from_rgb(image, encoding)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _from_encoded(bytes(image), "<bytes>", encoding)
+    if isinstance(image, (str, os.PathLike)):
+        path = pathlib.Path(image)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return _from_encoded(data, str(path), encoding)
+    raise ImageError(f"image of type {type(image).__name__}: give a path, encoded bytes or a "
+                     "uint8 numpy array")
+
+
+def _from_encoded(data: bytes, name: str, encoding: str) -> Image:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if bgr is None:
+        raise ImageError(f"{name}: not an image OpenCV can decode")
+    if not data.startswith(_MAGIC):
+        data = encode_image(bgr, encoding)
+    return Image(name, data, bgr)
+
+
+def from_rgb(array: np.ndarray, encoding: str = ".bmp", name: str = "<array>") -> Image:
+    """An Image from a uint8 [H, W], [H, W, 1], [H, W, 3] (RGB) or [H, W, 4] (RGBA) array."""
+    array = np.asarray(array)
+    channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
+    if channels not in (1, 3, 4) or min(array.shape[:2], default=0) < 1:
+        raise ImageError(f"{name} of shape {list(array.shape)}: give [H, W] gray, [H, W, 3] "
+                         "RGB or [H, W, 4] RGBA pixels")
+    if array.dtype != np.uint8:
+        raise ImageError(f"{name} of dtype {array.dtype}: give uint8 pixels (0-255)")
+    code = {1: cv2.COLOR_GRAY2BGR, 3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGR}[channels]
+    return from_bgr(cv2.cvtColor(np.ascontiguousarray(array), code), encoding, name)
+
+
+def from_bgr(bgr: np.ndarray, encoding: str = ".bmp", name: str = "<frame>") -> Image:
+    """An Image from an OpenCV BGR uint8 [H, W, 3] array (a video frame)."""
+    return Image(name, encode_image(bgr, encoding), bgr)
+
+
+def encode_image(image: np.ndarray, ext: str = ".bmp", quality: int = 95) -> bytes:
+    """BGR/gray uint8 -> encoded bytes (.bmp: lossless and fastest; .jpg: smallest)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode an image as {ext}")
+    return encoded.tobytes()
+
+
+def draw(image: np.ndarray, landmarks, box=None, colour=(0, 255, 0)) -> np.ndarray:
+    """A copy of the BGR image with the points (and the box) drawn on it."""
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    radius = max(1, round(max(out.shape[:2]) / 300))
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 128, 0), max(1, radius))
+    for x, y in np.asarray(landmarks, np.float64).reshape(-1, 2):
+        if np.isfinite(x) and np.isfinite(y):
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, colour, -1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,97 @@
+"""Warm start from an exported model: the committed 300-W DAN's weights land where they belong."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from facealign import model_paths
+from facealign.config import DanConfig
+from tests.real_faces import canonical_face
+from trainer import export, warm_start
+from trainer.dan_model import build_dan_model
+
+PRETRAINED = "pretrained/dan-300w"
+
+
+@pytest.fixture(scope="module")
+def parent():
+    folder = model_paths.resolve_model_dir(PRETRAINED)
+    return folder, export.read_metadata(folder)
+
+
+@pytest.fixture(scope="module")
+def crops(shared_data):
+    paths = sorted((shared_data / "300w" / "helen" / "trainset").glob("*.pts"))[:6]
+    return np.stack([canonical_face(p)[0] for p in paths])[..., None]
+
+
+def _model(metadata, **changes):
+    config = DanConfig(**{**metadata["config"]["model"]["dan"], **changes})
+    size = metadata["image_size"]
+    zeros = np.zeros((size, size), np.float32)
+    return build_dan_model(np.asarray(metadata["mean_shape"], np.float32), zeros, zeros + 1,
+                           config, precision=metadata["config"]["trainer"]["precision"])
+
+
+def test_a_base_folder_resolves_to_its_newest_version(tmp_path, parent):
+    assert model_paths.resolve_model_dir(PRETRAINED) == parent[0] == f"{PRETRAINED}/1795264265"
+    for version in ("7", "12"):
+        shutil.copytree(parent[0], tmp_path / version, ignore=shutil.ignore_patterns("variables"))
+    (tmp_path / "99").mkdir()      # no saved_model.pb: not a version
+    assert model_paths.resolve_model_dir(str(tmp_path)) == str(tmp_path / "12")
+    with pytest.raises(FileNotFoundError, match="not a SavedModel folder"):
+        model_paths.resolve_model_dir(str(tmp_path / "99"))
+
+
+def test_warm_started_model_answers_as_the_exported_one(parent, crops):
+    folder, metadata = parent
+    model = _model(metadata)
+    lineage = warm_start.load_weights(model, model, PRETRAINED, metadata["config"]["model"],
+                                      metadata["mean_shape"])
+    loaded = tf.saved_model.load(folder)
+    served = loaded.signatures["predict_canonical"](image=tf.constant(crops, tf.uint8))
+    ours = model(tf.constant(crops, tf.float32), training=False)
+    # to bfloat16 arithmetic (the parent computes in it): 0.01 px here; a misplaced weight
+    # would move points by many pixels
+    np.testing.assert_allclose(ours["landmarks"].numpy(), served["landmarks"].numpy(), atol=0.05)
+    spread = np.linalg.norm(ours["stage_2"] - ours["stage_1"], axis=-1).mean(-1)
+    assert np.ptp(spread) > 0     # stage 1 carries weights of its own, checked through the spread
+    np.testing.assert_allclose(spread / served["stage_spread"].numpy(),
+                               spread[0] / served["stage_spread"].numpy()[0], rtol=1e-2)
+    # a DAN trained by the pre-lineage exporter: its own training counts (12 epochs x 40
+    # steps per stage at most, 64 per batch) and it is the first generation
+    assert lineage["parent"] == folder and lineage["generation"] == 1
+    assert lineage["cumulative_steps"] == 2 * 12 * 40
+    assert lineage["cumulative_samples"] == 2 * 12 * 40 * 64
+    assert lineage["cumulative_seconds"] == pytest.approx(metadata["training_seconds"])
+
+
+def test_an_architecture_mismatch_names_the_difference(parent):
+    _, metadata = parent
+    model = _model(metadata, base_filters=8, fc_units=32)
+    config = json.loads(json.dumps(metadata["config"]["model"]))
+    config["dan"].update(base_filters=8, fc_units=32)
+    with pytest.raises(warm_start.WarmStartError,
+                       match=r"model.dan.fc_units is 256 there, 32 here; "
+                             r"model.dan.base_filters is 64 there, 8 here"):
+        warm_start.load_weights(model, model, PRETRAINED, config, metadata["mean_shape"])
+    config = {**config, "name": "aan"}
+    with pytest.raises(warm_start.WarmStartError, match="model.name is 'dan' there, 'aan' here"):
+        warm_start.load_weights(model, model, PRETRAINED, config, metadata["mean_shape"])
+
+
+def test_a_model_of_other_shapes_but_the_same_recorded_settings_is_refused(parent, tmp_path):
+    """Weight shapes are checked pairwise even when the metadata agrees (a 1-stage model here)."""
+    folder, metadata = parent
+    model = _model(metadata, stages=1)
+    config = json.loads(json.dumps(metadata["config"]["model"]))
+    fake = tmp_path / "parent"
+    shutil.copytree(folder, fake)
+    info = export.read_metadata(str(fake))
+    info["config"]["model"]["dan"]["stages"] = 1
+    (fake / "assets.extra" / export.METADATA_FILE).write_text(json.dumps(info))
+    config["dan"]["stages"] = 1
+    with pytest.raises(warm_start.WarmStartError, match="weights, this model"):
+        warm_start.load_weights(model, model, str(fake), config, metadata["mean_shape"])

@@ -1,0 +1,106 @@
+"""The one fit loop of DAN's stages and of the AAN, and the one result type of a training.
+
+`fit` runs Keras' fit with what every training here wants: early stopping on
+the validation NME that keeps the best epoch, the wall-clock budget,
+TensorBoard logs and, given a folder, a backup after each epoch so a killed
+run resumes from its last finished epoch (trainer/backup.py). DAN calls it
+once per stage, the AAN once. Under a multi-worker strategy only the chief
+writes logs and backups, and all workers end at the same epoch
+(trainer/distribution.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from trainer import distribution, precision
+from trainer.losses import normalized_mean_error
+from trainer.time_budget import TimeBudget, stop_reason
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """One fit: the validation scores of the kept weights, the history, why it ended."""
+
+    scores: dict[str, float]
+    history: dict[str, list[float]]
+    stop_reason: str          # "patience", "max epochs" or "time budget"
+    steps: int                # optimizer steps of this fit (resumed epochs included)
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What a DAN or AAN training returns; one entry per stage in the lists (AAN: one)."""
+
+    model: keras.Model                     # the exported model: stage_k and landmarks outputs
+    nme_inter_pupil: list[float]           # validation NME after each stage (fraction)
+    nme_inter_ocular: list[float]
+    initial_nme_inter_pupil: float         # the mean shape S0's validation NME
+    initial_nme_inter_ocular: float
+    histories: list[dict[str, list[float]]]
+    stop_reasons: list[str]
+    steps: list[int]                       # optimizer steps per stage, this training only
+    precision: str = "float32"             # what trainer.precision resolved to, and why
+    precision_reason: str = ""
+    parent: dict | None = None             # warm_start.lineage_of the model it continued from
+
+
+def resolve_precision(trainer_cfg):
+    """trainer_cfg with `auto` replaced by this machine's precision; (cfg, precision, why)."""
+    chosen, reason = precision.choose(trainer_cfg.precision)
+    print(f"precision: {chosen} ({reason})", flush=True)
+    return trainer_cfg.model_copy(update={"precision": chosen}), chosen, reason
+
+
+def mean_shape_nme(dataset, mean_shape, normalization: str) -> float:
+    """Validation NME of the mean shape S0 itself: the score a model has to beat."""
+    if dataset is None:
+        return float("nan")
+    errors = [np.asarray(normalized_mean_error(y, np.broadcast_to(mean_shape, y.shape),
+                                               normalization)) for _, y in dataset]
+    return float(np.mean(np.concatenate(errors)))
+
+
+def fit(model: keras.Model, train_data, eval_data, trainer_cfg, *, monitor: str,
+        score_keys: dict[str, str], name: str, log_dir: str | None = None, verbose="auto",
+        time_budget_s: float | None = None, backup_dir: str | None = None) -> FitOutcome:
+    """Fits a compiled model; returns the validation scores of its best epoch.
+
+    monitor: the metric early stopping watches (without "val_"; with eval
+    data the validation one is used). score_keys: {result name: metric name
+    in model.evaluate's dict}. name: the TensorBoard subfolder.
+    """
+    watch = f"val_{monitor}" if eval_data is not None else monitor
+    early_stopping = keras.callbacks.EarlyStopping(monitor=watch, mode="min",
+                                                   patience=trainer_cfg.patience,
+                                                   restore_best_weights=True)
+    budget = TimeBudget(time_budget_s)
+    callbacks = [early_stopping, budget]
+    backup = None
+    if backup_dir:
+        backup = distribution.epoch_backup(backup_dir, early_stopping, budget)
+        callbacks.append(backup)
+    if log_dir and distribution.is_chief():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, name)))
+    if distribution.num_workers() > 1:   # every worker ends each epoch with the same model
+        callbacks = [distribution.AverageMovingStatistics(), *callbacks,
+                     distribution.StopTogether()]
+    with warnings.catch_warnings():
+        # TFRecord datasets have unknown length: Keras learns it from the end of the first pass.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_data, validation_data=eval_data,
+                            epochs=trainer_cfg.max_epochs_per_stage,
+                            steps_per_epoch=trainer_cfg.steps_per_epoch, shuffle=False,
+                            callbacks=callbacks, verbose=verbose)
+        scores = model.evaluate(
+            eval_data if eval_data is not None else train_data,
+            steps=None if eval_data is not None else trainer_cfg.steps_per_epoch,
+            return_dict=True, verbose=0)
+    full_history = backup.full_history(history.history) if backup else history.history
+    reason = stop_reason(full_history, budget, trainer_cfg.max_epochs_per_stage)
+    return FitOutcome({key: float(scores[metric]) for key, metric in score_keys.items()},
+                      full_history, reason, int(model.optimizer.iterations.numpy()))

@@ -1,0 +1,157 @@
+"""Warm start: a new training continues from the weights of an exported model.
+
+Real 300-W training takes many hours and a working session a few, so every
+run continues from the last blessed model instead of from random weights
+(`trainer.warm_start`). The exported SavedModel holds only tf.Variables, not
+Keras' layer paths, so weights are matched by the order in which the
+`predict_canonical` graph reads them: the parent's saved signature and the
+same signature traced on the new model read an identical architecture's
+variables in the same order. Names and shapes are checked pairwise, and the
+architecture recorded in the parent's metadata first, so a mismatch is an
+error naming the difference instead of a silently scrambled model.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from facealign import model_paths
+from trainer import export
+
+# The settings that decide the shapes of the weights, per model kind.
+ARCHITECTURE_KEYS = {"dan": ("stages", "fc_units", "base_filters"),
+                     "aan": ("base_filters", "units_per_block", "embedding_dim", "embedding",
+                             "attention")}
+
+
+class WarmStartError(ValueError):
+    """The model to start from cannot give its weights to this one; the message says why."""
+
+
+def architecture_differences(parent: dict, model_cfg: dict, num_landmarks: int,
+                             image_size: int) -> list[str]:
+    """What differs between a parent's metadata and the model about to be trained."""
+    theirs = (parent.get("config") or {}).get("model") or {}
+    kind = model_cfg["name"]
+    found = []
+    if theirs.get("name", parent.get("model")) != kind:
+        found.append(f"model.name is {theirs.get('name', parent.get('model'))!r} there, "
+                     f"{kind!r} here")
+        return found
+    if parent.get("num_landmarks") != num_landmarks:
+        found.append(f"{parent.get('num_landmarks')} landmarks there, {num_landmarks} here")
+    if parent.get("image_size") != image_size:
+        found.append(f"image size {parent.get('image_size')} there, {image_size} here")
+    for key in ARCHITECTURE_KEYS[kind]:
+        there, here = (theirs.get(kind) or {}).get(key), model_cfg[kind][key]
+        if there != here:
+            found.append(f"model.{kind}.{key} is {there!r} there, {here!r} here")
+    return found
+
+
+def _read_order(model: keras.Model, mean_shape, image_size: int) -> list:
+    """The model's variables in the order its predict_canonical graph reads them."""
+    graph = export.serving_graph(model, mean_shape, image_size)
+    traced = tf.function(graph.canonical).get_concrete_function(
+        tf.TensorSpec([None, image_size, image_size, 1], tf.uint8))
+    # captured_inputs keep the graph's capture order (`variables` does not); the loaded
+    # signature's `variables` follow its saved capture order.
+    by_handle = {id(variable.value.handle): variable for variable in model.variables}
+    return [by_handle[id(handle)] for handle in traced.captured_inputs]
+
+
+def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cfg: dict,
+                 mean_shape) -> dict:
+    """Copies the weights of the SavedModel at `path` (a version or a base folder) into `model`.
+
+    inference: the exported view of `model` (the same model for a DAN; the
+    AAN without its intermediate heads, which keep their fresh weights).
+    Returns the parent's lineage entry for the new model's metadata.
+    """
+    folder = model_paths.resolve_model_dir(path)
+    metadata = export.read_metadata(folder)
+    mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
+    image_size = int(inference.inputs[0].shape[1])
+    differences = architecture_differences(metadata, model_cfg, len(mean_shape), image_size)
+    if differences:
+        raise WarmStartError(f"cannot warm-start from {folder}: " + "; ".join(differences))
+    loaded = tf.saved_model.load(folder)   # kept referenced: its variables die with it
+    theirs = loaded.signatures[export.CANONICAL_SIGNATURE].variables
+    ours = _read_order(inference, mean_shape, image_size)
+    if len(theirs) != len(ours):
+        raise WarmStartError(f"cannot warm-start from {folder}: it has {len(theirs)} weights, "
+                             f"this model {len(ours)}")
+    for index, (source, target) in enumerate(zip(theirs, ours)):
+        name = source.name.split(":")[0]
+        if tuple(source.shape) != tuple(target.shape) or not name.endswith(target.name):
+            raise WarmStartError(
+                f"cannot warm-start from {folder}: weight {index} is {name} "
+                f"{tuple(source.shape)} there, {target.path} {tuple(target.shape)} here")
+    for source, target in zip(theirs, ours):
+        target.assign(source.numpy())
+    print(f"warm start: {len(ours)} weights from {folder}", flush=True)
+    return lineage_of(folder, metadata)
+
+
+def lineage_of(folder: str, metadata: dict) -> dict:
+    """The parent's identity and cumulative training (its own and its ancestors').
+
+    Models exported before lineage was recorded count their own training from
+    their epochs (at most max_epochs_per_stage per stage where even those were
+    not recorded), steps per epoch, batch size and training seconds.
+    """
+    lineage = metadata.get("lineage")
+    if lineage is None:
+        trainer_cfg = (metadata.get("config") or {}).get("trainer") or {}
+        epochs = metadata.get("epochs_per_stage") or [
+            int(trainer_cfg.get("max_epochs_per_stage") or 0)] * int(metadata.get("stages") or 1)
+        steps = sum(epochs) * int(trainer_cfg.get("steps_per_epoch") or 0)
+        lineage = {"cumulative_steps": steps,
+                   "cumulative_samples": steps * int(trainer_cfg.get("batch_size") or 0),
+                   "cumulative_seconds": float(metadata.get("training_seconds") or 0.0),
+                   "generation": 1}
+    curve = metadata.get("validation_curve")
+    if curve is None:   # one point per stage: where the parent ended
+        curve = [{"stage": stage, "samples": lineage["cumulative_samples"],
+                  "nme_inter_pupil": nme,
+                  "nme_inter_ocular": (metadata.get("validation_nme_inter_ocular_per_stage")
+                                       or [None] * (stage))[stage - 1]}
+                 for stage, nme in enumerate(
+                     metadata.get("validation_nme_inter_pupil_per_stage") or [], start=1)]
+    return {"parent": folder, "parent_exported_at": metadata.get("exported_at"),
+            "validation_curve": curve,
+            **{key: lineage[key] for key in ("cumulative_steps", "cumulative_samples",
+                                             "cumulative_seconds", "generation")}}
+
+
+def rebuild(path, precision: str = "float32"):
+    """(Keras model, its exported view, SavedModel folder, metadata) of an exported model.
+
+    The architecture comes from the metadata's configuration, the weights from
+    the SavedModel (load_weights checks them): a SavedModel back as Keras, for
+    exporting it again (other formats, a newer exporter). For an AAN the model
+    is the training model with fresh intermediate heads; the view is the exported one.
+    """
+    from facealign.config import ModelSection
+    from trainer.aan_model import build_aan_model, inference_model
+    from trainer.dan_model import build_dan_model
+
+    folder = model_paths.resolve_model_dir(path)
+    metadata = export.read_metadata(folder)
+    try:
+        model_cfg = ModelSection(**metadata["config"]["model"])
+        mean_shape = np.asarray(metadata["mean_shape"], np.float32).reshape(-1, 2)
+        size = int(metadata["image_size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WarmStartError(f"{folder}: no usable model configuration in its metadata "
+                             f"({exc})") from None
+    zeros = np.zeros((size, size), np.float32)   # the pixel statistics are weights: loaded
+    if model_cfg.name == "aan":
+        model = build_aan_model(mean_shape, zeros, zeros + 1, model_cfg.aan, precision=precision)
+        view = inference_model(model)
+    else:
+        model = view = build_dan_model(mean_shape, zeros, zeros + 1, model_cfg.dan,
+                                       precision=precision)
+    load_weights(model, view, folder, model_cfg.model_dump(mode="json"), mean_shape)
+    return model, view, folder, metadata
