@@ -21,6 +21,7 @@ from components.atomic_pusher import batching_parameters
 from facealign import cli
 from serving import batching, fixtures, server, versions
 from serving.rest import RequestError
+from tests.rest_calls import call
 
 NAME = "facealign"
 PATIENT = 30_000_000  # 30 s: batches in these tests run because they are full, not timed out
@@ -54,16 +55,6 @@ def direct(base):
                  box=tf.constant([box for _, box in chosen], tf.float32))
         return out["landmarks"].numpy(), out["stage_spread"].numpy()
     return predict
-
-
-def call(url, body):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def instances(chosen):

@@ -8,8 +8,6 @@ import base64
 import json
 import logging
 import math
-import urllib.error
-import urllib.request
 
 import cv2
 import keras
@@ -20,6 +18,7 @@ import tensorflow as tf
 from facealign import geometry
 from facealign.data.pts import read_pts
 from serving import fixtures, rest, server, versions
+from tests.rest_calls import call
 from trainer import export
 
 NAME = "facealign"
@@ -99,18 +98,6 @@ def tf_examples(pairs):
         names.RAW_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
         names.RAW_BOX: tf.train.Feature(float_list=tf.train.FloatList(value=box))}))
         .SerializeToString() for image, box in pairs]
-
-
-def post(url, body=None, raw=None):
-    """(status, decoded JSON answer) of a POST; never raises for HTTP errors."""
-    data = raw if raw is not None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def instance(image, box):
@@ -237,9 +224,9 @@ def test_the_server_answers_400_naming_the_instance_and_reason(running, photo, k
                                                                box, reason):
     url = running.model_url + ":predict"
     bad = bad_pair(photo, image, box)
-    status, answer = post(url, {"instances": [instance(*photo), instance(*bad)]})
+    status, answer = call(url, {"instances": [instance(*photo), instance(*bad)]})
     assert (status, answer) == (400, {"error": f"instance 1: {reason}"})
-    status, answer = post(url, {"inputs": {"image_bytes": [instance(*p)["image_bytes"]
+    status, answer = call(url, {"inputs": {"image_bytes": [instance(*p)["image_bytes"]
                                                            for p in (photo, bad)],
                                            "box": [list(p[1]) for p in (photo, bad)]}})
     assert (status, answer) == (400, {"error": f"instance 1: {reason}"})
@@ -250,7 +237,7 @@ def test_the_server_names_the_instance_the_decoder_refuses(running, photo):
     for pairs, index in (([photo, (CORRUPT_JPEG, photo[1])], 1),
                          ([(CORRUPT_JPEG, photo[1])], 0),
                          ([photo, photo, (CORRUPT_JPEG, photo[1]), photo], 2)):
-        status, answer = post(url, {"instances": [instance(*p) for p in pairs]})
+        status, answer = call(url, {"instances": [instance(*p) for p in pairs]})
         assert (status, answer) == (400, {"error": f"instance {index}: {DECODER_SAYS}"})
 
 
@@ -265,12 +252,12 @@ def test_json_nested_too_deep_is_a_400_without_a_traceback(running, photo, caplo
     nested = {"instances": [{**instance(*photo), "box": box}]}
     with caplog.at_level(logging.INFO, logger="facealign.serve"):
         for raw in (deep, inside):
-            status, answer = post(url, raw=raw)
+            status, answer = call(url, raw=raw)
             assert (status, answer) == (400, {"error": "request JSON is nested too deep"})
-        status, answer = post(url, nested)
+        status, answer = call(url, nested)
         assert (status, answer) == (400, {"error": "instance 0, input 'box': request JSON is "
                                                    "nested too deep (more than 32 levels)"})
-        status, answer = post(url, {"instances": [instance(*photo)]})  # still serving
+        status, answer = call(url, {"instances": [instance(*photo)]})  # still serving
         assert status == 200 and len(answer["predictions"][0]["landmarks"]) == 68
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     # and below HTTP, what the server runs for a predict call
@@ -282,7 +269,7 @@ def test_json_nested_too_deep_is_a_400_without_a_traceback(running, photo, caplo
 
 def test_valid_requests_still_answer_finite_landmarks(running, exported, photo):
     _, loaded = exported
-    status, answer = post(running.model_url + ":predict", {"instances": [instance(*photo)]})
+    status, answer = call(running.model_url + ":predict", {"instances": [instance(*photo)]})
     assert status == 200
     expected = default(loaded, [photo])
     np.testing.assert_allclose(answer["predictions"][0]["landmarks"],

@@ -4,12 +4,9 @@ TF Serving's REST API (status, metadata, predict in both forms), new versions pi
 without a restart, and clear 4xx JSON errors for bad requests while it keeps serving."""
 import base64
 import concurrent.futures
-import json
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -18,6 +15,7 @@ import tensorflow as tf
 from facealign import geometry
 from facealign.data.pts import read_pts
 from serving import fixtures, rest, server
+from tests.rest_calls import call
 
 NAME = "facealign"
 
@@ -37,18 +35,6 @@ def running(shared_data, face, tmp_path_factory):
     local = server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=0.2).start()
     yield local, base
     local.stop()
-
-
-def call(url, body=None, method=None, raw=None):
-    """(status, decoded JSON) of one request; never raises for HTTP errors."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def instance(face):

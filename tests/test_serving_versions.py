@@ -4,6 +4,7 @@ import pathlib
 
 import pytest
 
+from facealign import model_paths
 from serving import versions
 from serving.errors import ModelError
 
@@ -31,7 +32,7 @@ def test_newest_is_by_number_and_other_folders_are_ignored(tmp_path):
     (base / ".incoming-11").symlink_to(only_version(DAN), target_is_directory=True)  # staging
     (base / "latest").symlink_to(only_version(DAN), target_is_directory=True)
     (base / "12").mkdir()  # numeric, but no SavedModel (yet)
-    assert sorted(versions.numeric_versions(base)) == [9, 10]
+    assert sorted(model_paths.numeric_versions(base)) == [9, 10]
     assert versions.resolve_model_path(base) == base / "10"
 
 

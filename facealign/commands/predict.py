@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from facealign.commands.face_options import add_face_options, checked_box
 from facealign.errors import UserError
 
 
@@ -26,15 +27,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--model", required=True,
                         help="SavedModel folder, TF Serving base folder (newest version) or "
                              "http://host:port/v1/models/NAME")
-    parser.add_argument("--box", help="face box x0,y0,x1,y1 in pixels (skips detection)")
     parser.add_argument("--json", dest="json_out",
                         help="write the results here (default: print them)")
     parser.add_argument("--overlay", help="PNG with the points and boxes drawn; with several "
                                           "images, OUT-<image name>.png each")
-    parser.add_argument("--detector", metavar="NAME",
-                        help="face detector: blazeface (default) or haar; see serving/detector.py")
-    parser.add_argument("--face-cascade", help="face detector model for --detector haar (Haar "
-                                               "cascade XML or YuNet ONNX)")
+    add_face_options(parser, "face box x0,y0,x1,y1 in pixels (skips detection)",
+                     "face detector model for --detector haar (Haar cascade XML or YuNet ONNX)")
     parser.set_defaults(handler=run)
 
 
@@ -47,20 +45,11 @@ def overlay_path(template: str, image: pathlib.Path, several: bool) -> pathlib.P
 
 def run(args) -> int:
     from serving.aligner import Aligner
-    from serving.boxes import parse_box
-    from serving.detector import detector_name
-    from serving.errors import BoxError, DetectorUnavailable, InputError
+    from serving.errors import DetectorUnavailable
     from serving.images import draw, load_image
     from serving.model import open_model
 
-    try:
-        box = parse_box(args.box) if args.box else None
-    except BoxError as exc:
-        raise UserError(f"--box {exc}") from None
-    try:
-        detector_name(args.detector, args.face_cascade)
-    except InputError as exc:
-        raise UserError(f"--detector: {exc}") from None
+    box = checked_box(args)
     pictures = [load_image(name) for name in args.images]  # bad files fail before the model loads
     aligner = Aligner(open_model(args.model), args.face_cascade, args.detector)
     results = []

@@ -56,12 +56,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from serving import server, versions
+    from facealign import model_paths
+    from serving import server
 
     base = pathlib.Path(args.model_base_path)
     if not base.is_dir():
         raise UserError(f"--model-base-path {base}: no such folder")
-    if versions.is_saved_model(base):
+    if model_paths.is_saved_model(base):
         raise UserError(f"--model-base-path {base} is a SavedModel itself; pass the folder "
                         f"that holds its numeric version folders (e.g. {base.parent}, with "
                         f"{base} named by a version number)")
@@ -73,7 +74,7 @@ def run(args) -> int:
     batching = _batching(args)
     name = args.model_name or base.resolve().name
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if not versions.numeric_versions(base):
+    if not model_paths.numeric_versions(base):
         print(f"serve: no version folder (a number holding saved_model.pb) in {base} yet; "
               f"waiting for one", flush=True)
     local = server.LocalServer(base, name, args.host, args.port, args.poll_seconds,

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from facealign.commands.face_options import add_face_options, checked_box
 from facealign.errors import UserError
 from serving.tracking import DEFAULT_MAX_SPREAD, DEFAULT_MIN_FACE
 
@@ -27,39 +28,25 @@ def add_parser(sub) -> None:
                         help="annotated video (.mp4, .avi) or a folder for PNG frames")
     parser.add_argument("--json", dest="json_out",
                         help="per-frame results (default: OUT.json, or OUT/track.json)")
-    parser.add_argument("--box", help="the face's box x0,y0,x1,y1 in the first frame "
-                                      "(default: detect it)")
     parser.add_argument("--max-spread", type=float, default=DEFAULT_MAX_SPREAD,
                         help="stage_spread above which the face counts as lost (default 0.05, "
                              "calibrated by benchmarks/tracking_spread.py)")
     parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
                         help="landmark box side (pixels) below which the face is lost")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--detector", metavar="NAME",
-                        help="face detector: blazeface (default) or haar; see serving/detector.py")
-    parser.add_argument("--face-cascade", help="face detector model for --detector haar")
+    add_face_options(parser, "the face's box x0,y0,x1,y1 in the first frame (default: detect it)",
+                     "face detector model for --detector haar")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from serving import tracking
     from serving.aligner import Aligner
-    from serving.boxes import parse_box
-    from serving.errors import BoxError, DetectorUnavailable
+    from serving.errors import DetectorUnavailable
     from serving.model import open_model
     from serving.video import Frames, FrameWriter
 
-    try:
-        first_box = parse_box(args.box) if args.box else None
-    except BoxError as exc:
-        raise UserError(f"--box {exc}") from None
-    from serving.detector import detector_name
-    from serving.errors import InputError
-
-    try:
-        detector_name(args.detector, args.face_cascade)
-    except InputError as exc:
-        raise UserError(f"--detector: {exc}") from None
+    first_box = checked_box(args)
     if args.face_cascade and not pathlib.Path(args.face_cascade).is_file():
         raise UserError(f"--face-cascade {args.face_cascade}: face detector model not found")
     if args.max_spread <= 0 or args.min_face < 0:
