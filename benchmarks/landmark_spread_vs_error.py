@@ -62,7 +62,7 @@ def with_landmark_spread(path: str, scratch: str) -> str:
             "serving_default"].structured_outputs:
         return folder
     metadata = export.read_metadata(folder)
-    _, view, _, _ = warm_start.rebuild(folder, metadata["config"]["trainer"]["precision"])
+    _, view, _, _ = warm_start.rebuild(folder, precision=None)
     again = os.path.join(scratch, "model")
     export.export_saved_model(view, metadata["mean_shape"], again,
                               image_size=metadata["image_size"])

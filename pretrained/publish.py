@@ -41,6 +41,9 @@ from components.atomic_pusher.executor import METADATA, add_evaluation  # noqa: 
 from facealign import config as config_lib  # noqa: E402
 
 EVALUATION_HEADING = "## Evaluation"
+TRANSLATION_UNITS = {"face": "face's width and height",
+                     "frame_pixels": "canonical S0's width in original pixels, as the official "
+                                     "code"}
 HEADLINE = ("nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "auc_0.08",
             "failure_rate_0.08")
 
@@ -112,8 +115,7 @@ def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
     from trainer import export, run, warm_start
 
     metadata = json.loads((src / METADATA).read_text())
-    precision = metadata.get("precision") or metadata["config"]["trainer"]["precision"]
-    _, view, _, _ = warm_start.rebuild(src, precision=precision)
+    _, view, _, _ = warm_start.rebuild(src, precision=None)
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
     faces = run.warmup_faces([str(splits[-1] / "*")]) if splits else None
@@ -207,10 +209,13 @@ def lineage_lines(metadata: dict) -> list[str]:
     if not lineage:
         return []
     parent = lineage.get("parent")
+    parent = "/".join(pathlib.Path(parent).parts[-2:]) if parent else None   # base/version
+    exported = lineage.get("parent_exported_at")
     return [
         f"- Lineage: generation {lineage['generation']}"
-        + (f", warm-started from `{parent}` (exported {lineage.get('parent_exported_at')})"
-           if parent else ", trained from random weights") + ".",
+        + (f", warm-started from version `{parent}`"
+           + (f" (exported {exported})" if exported else "") if parent
+           else ", trained from random weights") + ".",
         f"- Cumulative training over the generations: {lineage['cumulative_steps']:,} steps, "
         f"{lineage['cumulative_samples']:,} samples, "
         f"{lineage['cumulative_seconds'] / 3600:.2f} hours.",
@@ -282,7 +287,8 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         f"- Training: {frame.get('train_faces', '?')} faces of the shared 300-W training data "
         f"(AFW + HELEN train, detector boxes), {frame.get('train_samples', '?')} augmented "
         f"samples ({cfg['augment']['copies']} per face: mirroring, translation sigma "
-        f"{cfg['augment']['translation_sigma']}, rotation sigma "
+        f"{cfg['augment']['translation_sigma']} of the "
+        f"{TRANSLATION_UNITS[cfg['augment'].get('translation_unit', 'face')]}, rotation sigma "
         f"{cfg['augment']['rotation_sigma_deg']} degrees, scale sigma "
         f"{cfg['augment']['scale_sigma']}).",
         f"- Validation: {report['metrics']['all']['count']} faces held out at random "
@@ -323,7 +329,8 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
               "--overlay out.png",
               "```", "",
               "Signatures: `serving_default` (image_bytes, box x0,y0,x1,y1 -> landmarks in image "
-              "pixels, stage_spread), `serving_tf_example`, `predict_canonical`; metadata with "
+              "pixels, stage_spread, landmark_spread where the exporter wrote it), "
+              "`serving_tf_example`, `predict_canonical`; metadata with "
               "the mean shape, this configuration and the evaluation in "
               "`assets.extra/facealign_metadata.json`.", ""]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Warm start from an exported model: the committed 300-W DAN's weights land where they belong."""
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -32,11 +33,12 @@ def _model(metadata, **changes):
     size = metadata["image_size"]
     zeros = np.zeros((size, size), np.float32)
     return build_dan_model(np.asarray(metadata["mean_shape"], np.float32), zeros, zeros + 1,
-                           config, precision=metadata["config"]["trainer"]["precision"])
+                           config, precision=metadata["precision"])  # as trained
 
 
 def test_a_base_folder_resolves_to_its_newest_version(tmp_path, parent):
-    assert model_paths.resolve_model_dir(PRETRAINED) == parent[0] == f"{PRETRAINED}/1795264265"
+    (version,) = [p.name for p in pathlib.Path(PRETRAINED).iterdir() if p.name.isdigit()]
+    assert model_paths.resolve_model_dir(PRETRAINED) == parent[0] == f"{PRETRAINED}/{version}"
     for version in ("7", "12"):
         shutil.copytree(parent[0], tmp_path / version, ignore=shutil.ignore_patterns("variables"))
     (tmp_path / "99").mkdir()      # no saved_model.pb: not a version
@@ -60,12 +62,26 @@ def test_warm_started_model_answers_as_the_exported_one(parent, crops):
     assert np.ptp(spread) > 0     # stage 1 carries weights of its own, checked through the spread
     np.testing.assert_allclose(spread / served["stage_spread"].numpy(),
                                spread[0] / served["stage_spread"].numpy()[0], rtol=1e-2)
-    # a DAN trained by the pre-lineage exporter: its own training counts (12 epochs x 40
-    # steps per stage at most, 64 per batch) and it is the first generation
-    assert lineage["parent"] == folder and lineage["generation"] == 1
-    assert lineage["cumulative_steps"] == 2 * 12 * 40
-    assert lineage["cumulative_samples"] == 2 * 12 * 40 * 64
-    assert lineage["cumulative_seconds"] == pytest.approx(metadata["training_seconds"])
+    # the child carries on the parent's own lineage
+    assert lineage["parent"] == folder
+    for key in ("generation", "cumulative_steps", "cumulative_samples", "cumulative_seconds"):
+        assert lineage[key] == metadata["lineage"][key], key
+    assert lineage["validation_curve"] == metadata["validation_curve"]
+
+
+def test_a_parent_exported_before_lineage_counts_its_own_training():
+    config = {"trainer": {"steps_per_epoch": 40, "batch_size": 64, "max_epochs_per_stage": 12}}
+    recorded = warm_start.lineage_of("p", {"config": config, "epochs_per_stage": [11, 17],
+                                           "training_seconds": 99.5, "stages": 2,
+                                           "validation_nme_inter_pupil_per_stage": [0.14, 0.07]})
+    assert recorded["generation"] == 1 and recorded["cumulative_steps"] == 28 * 40
+    assert recorded["cumulative_samples"] == 28 * 40 * 64
+    assert recorded["cumulative_seconds"] == 99.5
+    # one point per stage where it ended
+    assert [p["stage"] for p in recorded["validation_curve"]] == [1, 2]
+    # epochs not recorded either (the first exporter): at most max_epochs_per_stage each
+    unrecorded = warm_start.lineage_of("p", {"config": config, "stages": 2})
+    assert unrecorded["cumulative_steps"] == 2 * 12 * 40
 
 
 def test_an_architecture_mismatch_names_the_difference(parent):

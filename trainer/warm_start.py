@@ -125,13 +125,14 @@ def lineage_of(folder: str, metadata: dict) -> dict:
                                              "cumulative_seconds", "generation")}}
 
 
-def rebuild(path, precision: str = "float32"):
+def rebuild(path, precision: str | None = "float32"):
     """(Keras model, its exported view, SavedModel folder, metadata) of an exported model.
 
     The architecture comes from the metadata's configuration, the weights from
     the SavedModel (load_weights checks them): a SavedModel back as Keras, for
     exporting it again (other formats, a newer exporter). For an AAN the model
     is the training model with fresh intermediate heads; the view is the exported one.
+    precision None: the one the model was trained in (as recorded; `auto` resolved here).
     """
     from facealign.config import ModelSection
     from trainer.aan_model import build_aan_model, inference_model
@@ -146,6 +147,11 @@ def rebuild(path, precision: str = "float32"):
     except (KeyError, TypeError, ValueError) as exc:
         raise WarmStartError(f"{folder}: no usable model configuration in its metadata "
                              f"({exc})") from None
+    if precision is None:
+        from trainer import precision as precisions
+
+        recorded = metadata.get("precision") or metadata["config"]["trainer"]["precision"]
+        precision = precisions.choose(recorded)[0]
     zeros = np.zeros((size, size), np.float32)   # the pixel statistics are weights: loaded
     if model_cfg.name == "aan":
         model = build_aan_model(mean_shape, zeros, zeros + 1, model_cfg.aan, precision=precision)
