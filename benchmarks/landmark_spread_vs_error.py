@@ -55,19 +55,13 @@ def with_landmark_spread(path: str, scratch: str) -> str:
     import tensorflow as tf
 
     from facealign import model_paths
-    from trainer import export, warm_start
+    from trainer import warm_start
 
     folder = model_paths.resolve_model_dir(path)
     if "landmark_spread" in tf.saved_model.load(folder).signatures[
             "serving_default"].structured_outputs:
         return folder
-    metadata = export.read_metadata(folder)
-    _, view, _, _ = warm_start.rebuild(folder, precision=None)
-    again = os.path.join(scratch, "model")
-    export.export_saved_model(view, metadata["mean_shape"], again,
-                              image_size=metadata["image_size"])
-    return again
-
+    return warm_start.export_again(folder, os.path.join(scratch, "model"))
 
 def rank(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="stable")

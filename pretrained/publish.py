@@ -95,12 +95,6 @@ def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
     return True
 
 
-# What the exporter writes itself; a re-export keeps the rest of the metadata.
-EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "exported_at",
-                 "tensorflow_version", "keras_version", "signatures", "box_format",
-                 "warmup_requests", "mean_shape", "evaluation")
-
-
 def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
     """Exports a pushed model again with this checkout's exporter; its largest landmark change.
 
@@ -114,15 +108,10 @@ def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
 
     from trainer import export, run, warm_start
 
-    metadata = json.loads((src / METADATA).read_text())
-    _, view, _, _ = warm_start.rebuild(src, precision=None)
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
     faces = run.warmup_faces([str(splits[-1] / "*")]) if splits else None
-    export.export_saved_model(view, metadata["mean_shape"], str(dst),
-                              metadata={k: v for k, v in metadata.items()
-                                        if k not in EXPORTER_KEYS},
-                              image_size=metadata["image_size"], warmup_faces=faces)
+    warm_start.export_again(src, str(dst), faces)
     old, new = tf.saved_model.load(str(src)), tf.saved_model.load(str(dst))
     change = 0.0
     for request in export.read_warmup_requests(str(dst)):
@@ -171,9 +160,10 @@ def measure(model_dir: pathlib.Path, files: list[str], threshold: float) -> dict
 
 
 def headline(metrics: dict) -> float:
-    figures = metrics["all"]
-    value = figures.get("nme_inter_ocular")
-    return figures["nme_box_diagonal"] if value is None else value
+    """The Evaluator's headline NME (its blessing figure) of a report's faces."""
+    from components.landmark_evaluator.executor import headline_nme
+
+    return headline_nme(metrics["all"])
 
 
 def curve_png(metadata: dict, path: pathlib.Path) -> bool:

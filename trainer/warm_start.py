@@ -161,3 +161,20 @@ def rebuild(path, precision: str | None = "float32"):
                                        precision=precision)
     load_weights(model, view, folder, model_cfg.model_dump(mode="json"), mean_shape)
     return model, view, folder, metadata
+
+
+# What the exporter writes itself; exporting again keeps the rest of the metadata.
+EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "exported_at",
+                 "tensorflow_version", "keras_version", "signatures", "box_format",
+                 "warmup_requests", "mean_shape", "evaluation")
+
+
+def export_again(path, out: str, warmup_faces=None) -> str:
+    """Exports an exported model again with this checkout's exporter (its current serving graph),
+    weights, precision and metadata unchanged; returns `out`."""
+    _, view, _, metadata = rebuild(path, precision=None)
+    export.export_saved_model(view, metadata["mean_shape"], str(out),
+                              metadata={k: v for k, v in metadata.items()
+                                        if k not in EXPORTER_KEYS},
+                              image_size=metadata["image_size"], warmup_faces=warmup_faces)
+    return str(out)
