@@ -124,6 +124,7 @@ def eval_sample(image, landmarks, box, frame: CanonicalFrame) -> CanonicalSample
 # --- training augmentation -------------------------------------------------------
 
 TRANSLATION_UNITS = ("face", "frame_pixels")
+MIRROR_COPIES = ("half", "extra")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +140,12 @@ class AugmentConfig:
       11 px whatever the face's size: a few percent of a 300-W face.
     Scale factors are 1 + N(0, scale_sigma), clipped below at min_scale so a
     crop never flips or collapses.
+
+    mirror_copies says how mirroring adds samples:
+    - "half": `copies` samples per face, the last copies // 2 of them from the
+      mirror image;
+    - "extra": the official code's: `copies` from the face and `copies` more
+      from its mirror image (2 x copies per face).
     """
 
     copies: int = 10
@@ -148,9 +155,13 @@ class AugmentConfig:
     scale_sigma: float = 0.25
     min_scale: float = 0.25
     seed: int = 0
-    translation_unit: str = "face"
+    translation_unit: str = "frame_pixels"
+    mirror_copies: str = "half"
 
     def __post_init__(self):
+        if self.mirror_copies not in MIRROR_COPIES:
+            raise ValueError(f"mirror_copies must be one of {MIRROR_COPIES}, "
+                             f"got {self.mirror_copies!r}")
         if self.translation_unit not in TRANSLATION_UNITS:
             raise ValueError(f"translation_unit must be one of {TRANSLATION_UNITS}, "
                              f"got {self.translation_unit!r}")
@@ -163,8 +174,16 @@ class AugmentConfig:
 
     @property
     def mirrored_copies(self) -> int:
-        """Mirrored samples per face: half of `copies`, rounded down, when mirroring is on."""
-        return self.copies // 2 if self.mirror else 0
+        """Mirrored samples per face (none when mirroring is off)."""
+        if not self.mirror:
+            return 0
+        return self.copies if self.mirror_copies == "extra" else self.copies // 2
+
+    @property
+    def samples_per_face(self) -> int:
+        """Training samples each face gives: its own and its mirror image's."""
+        own = self.copies if self.mirror_copies == "extra" else self.copies - self.mirrored_copies
+        return own + self.mirrored_copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,12 +239,13 @@ def perturbed_transform(frame: CanonicalFrame, box, perturbation: Perturbation,
 def training_samples(image, landmarks, box, face_id, frame: CanonicalFrame,
                      config: AugmentConfig = AugmentConfig(),
                      permutation=None) -> list[CanonicalSample]:
-    """`config.copies` randomly perturbed crops of one face, reproducible from (seed, face_id).
+    """`config.samples_per_face` randomly perturbed crops of one face, reproducible from
+    (seed, face_id).
 
-    The first copies - copies // 2 come from the image as it is, the rest
-    (when mirroring is on) from its mirror image, as the official code draws
-    the same number of perturbations for each. Sample k always uses the
-    generator of index k, so changing `copies` keeps the earlier samples.
+    The image as it is gives the first samples, its mirror image (when
+    mirroring is on) the rest: config.mirror_copies says how many of each.
+    Sample k always uses the generator of index k, so changing `copies` keeps
+    the earlier samples.
     """
     gray = crop.as_gray(image)
     landmarks = np.asarray(landmarks, dtype=np.float32)
@@ -234,7 +254,7 @@ def training_samples(image, landmarks, box, face_id, frame: CanonicalFrame,
     if config.mirrored_copies:
         faces.append((crop.mirror(gray),
                       *mirror_points(landmarks, box, int(gray.shape[1]), permutation), True))
-    counts = [config.copies - config.mirrored_copies, config.mirrored_copies]
+    counts = [config.samples_per_face - config.mirrored_copies, config.mirrored_copies]
     samples = []
     index = 0
     for (face_gray, face_landmarks, face_box, mirrored), count in zip(faces, counts):

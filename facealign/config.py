@@ -90,10 +90,13 @@ class AugmentSection(_Section):
     face_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5  # mean shape spans the middle half
     copies: Annotated[int, Field(ge=1, le=100)] = 10
     mirror: bool = True
+    # half: `copies` per face, half of them mirrored; extra: the official DAN code's, `copies`
+    # of the face and `copies` more of its mirror image (facealign/canonical.py)
+    mirror_copies: Literal["half", "extra"] = "half"
     translation_sigma: Annotated[float, Field(ge=0, le=1)] = 0.2  # of translation_unit
     # face: of the initial shape's width/height; frame_pixels: the official DAN code's, of
     # S0's canonical width/height taken as original-image pixels (facealign/canonical.py)
-    translation_unit: Literal["face", "frame_pixels"] = "face"
+    translation_unit: Literal["face", "frame_pixels"] = "frame_pixels"
     rotation_sigma_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     scale_sigma: Annotated[float, Field(ge=0, le=1)] = 0.25
     seed: int = 0
@@ -107,6 +110,13 @@ class DanConfig(_Section):
     # Filters of conv1a/b; blocks 2-4 use 2x, 4x, 8x (Table 1: 64). Smaller only for tests and
     # experiments.
     base_filters: PositiveInt = 64
+    # Stage t > 1's input (warped image, heatmap, feature image) through BatchNorm, as the
+    # official code's batch_norm(ConcatLayer(...)); the paper does not mention it.
+    input_batchnorm: bool = False
+    # How frozen earlier stages run while a later stage trains: inference (deterministic: moving
+    # BatchNorm statistics, no dropout) or training (the official code's: batch statistics,
+    # dropout on).
+    frozen_stages: Literal["inference", "training"] = "inference"
 
 
 class AanConfig(_Section):

@@ -35,16 +35,9 @@ def data_key(cfg: config.Config) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
-    """Writes canonical TFRecords per split and the frame; returns the frame.
-
-    Written into a private folder and renamed into place, so processes
-    preparing the same data at once (a distributed sweep's workers) never read
-    a half-written folder; the first to finish wins.
-    """
-    if (out / "done").exists():
-        print(f"prepare: reusing prepared data in {out}")
-        return frame_io.read_frame(str(out))
+def split_faces(cfg: config.Config) -> dict[str, list]:
+    """{"train": records, "eval": ..., "test": ...}: the configured faces in the pipeline's
+    splits (LandmarkExampleGen's assignment, the same seed), the read report printed."""
     records, report = load_sources(cfg.data.sources, cfg.data.on_error, cfg.resolve("."))
     for line in report.lines():
         print(f"prepare: {line}")
@@ -57,7 +50,22 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
             cfg.data.seed)
     except ValueError as exc:
         raise PrepareError(str(exc)) from None
-    train = [r for r in records if assignment[r.face_id] == "train"]
+    return {split: [r for r in records if assignment[r.face_id] == split]
+            for split in ("train", "eval", "test")}
+
+
+def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
+    """Writes canonical TFRecords per split and the frame; returns the frame.
+
+    Written into a private folder and renamed into place, so processes
+    preparing the same data at once (a distributed sweep's workers) never read
+    a half-written folder; the first to finish wins.
+    """
+    if (out / "done").exists():
+        print(f"prepare: reusing prepared data in {out}")
+        return frame_io.read_frame(str(out))
+    splits = split_faces(cfg)
+    train = splits["train"]
     mean = canonical.ProcrustesMeanAccumulator()
     for record in train:
         mean.add(record.landmarks)
@@ -67,7 +75,7 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     augment_config = canonical.AugmentConfig(
         copies=aug.copies, mirror=aug.mirror, translation_sigma=aug.translation_sigma,
         rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma, seed=aug.seed,
-        translation_unit=aug.translation_unit)
+        translation_unit=aug.translation_unit, mirror_copies=aug.mirror_copies)
     stats = canonical.PixelStats()
     final, out = out, out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(out, ignore_errors=True)
@@ -75,7 +83,7 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     samples = 0
     for split in ("train", "eval", "test"):
-        faces = [r for r in records if assignment[r.face_id] == split]
+        faces = splits[split]
         if not faces:
             continue
         with tf.io.TFRecordWriter(str(out / f"{split}.tfrecord.gz"), options) as writer:

@@ -86,7 +86,7 @@ def test_default_stage_is_table_1():
     assert shapes["conv4b"] == (14, 14, 512) and shapes["pool4"] == (7, 7, 512)
     assert shapes["fc1_relu"] == (256,) and shapes["fc2"] == (136,)
     kinds = [type(layer).__name__ for layer in stage.layers]
-    assert kinds.count("Conv2D") == 8 and kinds.count("BatchNormalization") == 9
+    assert kinds.count("Conv2D") == 8 and kinds.count("StageBatchNorm") == 9
     assert kinds.count("ReLU") == 9 and kinds.count("MaxPooling2D") == 4
     assert stage.get_layer("fc2").dtype_policy.name == "float32"
 

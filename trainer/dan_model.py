@@ -3,7 +3,9 @@
 Stage 1 sees the standardised canonical image and outputs S1 = S0 + dS1.
 Stage t > 1 sees three channels - the image warped by T_t (T_t takes S_{t-1}
 onto S0), the heatmap of T_t(S_{t-1}) and a feature image from stage t-1's
-fc1 - and outputs S_t = T_t^-1(T_t(S_{t-1}) + dS_t) (eq. 2).
+fc1 - and outputs S_t = T_t^-1(T_t(S_{t-1}) + dS_t) (eq. 2). With
+model.dan.input_batchnorm those three channels go through a BatchNorm first,
+as in the official code (`batch_norm(ConcatLayer(...))`; the paper is silent).
 
 The model takes the canonical grayscale image [B, size, size, 1] with 0-255
 values (a float32 input; Keras converts uint8 arrays, and the layer casts
@@ -129,17 +131,58 @@ class ShapeUpdate(keras.layers.Layer):
         return input_shape[0]
 
 
+FROZEN_MODES = ("inference", "training")
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class StageDropout(keras.layers.Dropout):
-    """Dropout that turns itself off when its stage is frozen.
+    """Dropout that turns itself off when its stage is frozen, unless told otherwise.
 
-    Keras' frozen BatchNorm already runs in inference mode; with this, a
-    frozen stage is fully deterministic, so the next stage trains on the
-    estimates the earlier stage will give at inference time.
+    Frozen in "inference" mode (the default) a stage is fully deterministic,
+    so the next stage trains on the estimates the earlier stage will give at
+    inference time. In "training" mode (the official code's: its earlier
+    stages run with deterministic=False) dropout stays on.
     """
 
+    frozen_mode = "inference"   # set per layer by set_frozen_mode; not saved
+
     def call(self, inputs, training=False):
-        return super().call(inputs, training=bool(training) and self.trainable)
+        active = self.trainable or self.frozen_mode == "training"
+        return super().call(inputs, training=bool(training) and active)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StageBatchNorm(keras.layers.BatchNormalization):
+    """BatchNorm that can keep normalising with batch statistics while its stage is frozen.
+
+    Keras' frozen BatchNorm always uses its moving statistics. In "training"
+    mode (the official code's, where Lasagne's batch_norm of an earlier stage
+    runs with deterministic=False while a later stage trains) a frozen layer
+    normalises with the batch's statistics and updates its moving ones, while
+    gamma and beta stay fixed: they are not trainable.
+    """
+
+    frozen_mode = "inference"
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and not self.trainable and self.frozen_mode == "training"):
+            return super().call(inputs, training=training, mask=mask)
+        inputs = ops.cast(inputs, backend_float(inputs))
+        mean, variance = self._moments(inputs, mask)
+        self.moving_mean.assign(self.moving_mean * self.momentum
+                                + ops.cast(mean, "float32") * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + ops.cast(variance, "float32") * (1.0 - self.momentum))
+        gamma = ops.cast(self.gamma, inputs.dtype) if self.scale else None
+        beta = ops.cast(self.beta, inputs.dtype) if self.center else None
+        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=beta,
+                                          scale=gamma, epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
+
+
+def backend_float(tensor) -> str:
+    """float32 for bfloat16 / float16 tensors: BatchNorm's moments overflow in half types."""
+    return keras.backend.result_type(tensor.dtype, "float32")
 
 
 def build_stage_network(input_channels: int, num_landmarks: int, image_size: int = 112,
@@ -164,15 +207,15 @@ def build_stage_network(input_channels: int, num_landmarks: int, image_size: int
             conv = f"conv{block}{part}"
             x = layers.Conv2D(base_filters * multiplier, 3, padding="same", use_bias=False,
                               name=conv, dtype=policy)(x)
-            x = layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
-                                          name=f"{conv}_bn", dtype=policy)(x)
+            x = StageBatchNorm(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
+                               name=f"{conv}_bn", dtype=policy)(x)
             x = layers.ReLU(name=f"{conv}_relu", dtype=policy)(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}", dtype=policy)(x)
     x = layers.Flatten(name="flatten", dtype=policy)(x)
     x = StageDropout(dropout, name="dropout", dtype=policy)(x)
     x = layers.Dense(fc_units, use_bias=False, name="fc1", dtype=policy)(x)
-    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
-                                  name="fc1_bn", dtype=policy)(x)
+    x = StageBatchNorm(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name="fc1_bn",
+                       dtype=policy)(x)
     fc1 = layers.ReLU(name="fc1_relu", dtype=policy)(x)
     delta = layers.Dense(2 * num_landmarks, name="fc2", dtype="float32")(fc1)
     return keras.Model(images, [fc1, delta], name=name)
@@ -221,6 +264,9 @@ def build_dan_model(mean_shape, pixel_mean, pixel_std, config: DanConfig | None 
         feature = FeatureImage(image_size, name=f"{p}feature_image", dtype=precision)(fc1)
         stage_input = keras.layers.Concatenate(name=f"{p}input", dtype=precision)(
             [warped, heatmap, feature])
+        if config.input_batchnorm:   # the official code's batch_norm(ConcatLayer(...))
+            stage_input = StageBatchNorm(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
+                                         name=f"{p}input_bn", dtype=precision)(stage_input)
         fc1, delta = stage_network(stage, 3)(stage_input)
         aligned_estimate = ShapeUpdate(name=f"{p}aligned_estimate")([aligned, delta])
         shape = LandmarkTransform(name=f"{p}landmarks")([aligned_estimate, inverse])
@@ -244,3 +290,15 @@ def set_stage_trainable(model: keras.Model, stage: int, trainable: bool) -> None
     for layer in model.layers:
         if layer.name.startswith(stage_prefix(stage)):
             layer.trainable = trainable
+
+
+def set_frozen_mode(model: keras.Model, stage: int, mode: str) -> None:
+    """How one stage's dropout and BatchNorm behave while it is frozen and a later stage
+    trains: "inference" (deterministic) or "training" (dropout on, batch statistics)."""
+    if mode not in FROZEN_MODES:
+        raise ValueError(f"frozen mode must be one of {FROZEN_MODES}, got {mode!r}")
+    for layer in model.layers:
+        if layer.name.startswith(stage_prefix(stage)):
+            for sublayer in [layer, *getattr(layer, "layers", [])]:
+                if isinstance(sublayer, (StageDropout, StageBatchNorm)):
+                    sublayer.frozen_mode = mode

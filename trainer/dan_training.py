@@ -1,11 +1,13 @@
 """Sequential DAN training (sec. 3.5): one stage at a time, earlier stages frozen.
 
 Stage 1 trains alone until the validation error stops improving for
-`patience` epochs, and keeps its best weights; then it is frozen (its
-BatchNorm and dropout switch to inference behaviour) and stage 2 with its
-connection layers is trained the same way, and so on. Each stage minimises
-eq. 4, the inter-pupil-normalised landmark error of its own output S_t, through
-the shared fit loop (trainer/fit.py).
+`patience` epochs, and keeps its best weights; then it is frozen and stage 2
+with its connection layers is trained the same way, and so on. A frozen
+stage runs as at inference (model.dan.frozen_stages: inference) or, as in
+the official code, with dropout and batch statistics (training). Each stage
+minimises eq. 4, the inter-pupil-normalised landmark error of its own output
+S_t, through the shared fit loop (trainer/fit.py). Stages a warm start took
+from a parent with fewer stages are kept as they are and only scored.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from trainer import dan_input, distribution
 from trainer.dan_model import (
     build_dan_model,
     num_stages,
+    set_frozen_mode,
     set_stage_trainable,
     stage_model,
     stage_output_name,
@@ -32,22 +35,40 @@ from trainer.time_budget import Deadline
 SCORES = {INTER_PUPIL: "nme", INTER_OCULAR: "nme_inter_ocular"}
 
 
-def train_stage(model: keras.Model, stage: int, train_data, eval_data,
-                trainer_cfg: TrainerSection, log_dir: str | None = None,
-                verbose="auto", time_budget_s: float | None = None,
-                backup_dir: str | None = None) -> FitOutcome:
-    """Trains one stage of `model` with all earlier stages frozen."""
-    for earlier in range(1, stage):
-        set_stage_trainable(model, earlier, False)
-    set_stage_trainable(model, stage, True)
+def _compiled_stage(model: keras.Model, stage: int, learning_rate: float) -> keras.Model:
     submodel = stage_model(model, stage)
-    submodel.compile(optimizer=keras.optimizers.Adam(trainer_cfg.learning_rate),
+    submodel.compile(optimizer=keras.optimizers.Adam(learning_rate),
                      loss=NormalizedLandmarkLoss(INTER_PUPIL),
                      metrics=[NormalizedMeanError(INTER_PUPIL, name=SCORES[INTER_PUPIL]),
                               NormalizedMeanError(INTER_OCULAR, name=SCORES[INTER_OCULAR])])
-    return fit(submodel, train_data, eval_data, trainer_cfg, monitor=SCORES[INTER_PUPIL],
+    return submodel
+
+
+def train_stage(model: keras.Model, stage: int, train_data, eval_data,
+                trainer_cfg: TrainerSection, log_dir: str | None = None,
+                verbose="auto", time_budget_s: float | None = None,
+                backup_dir: str | None = None, frozen_mode: str = "inference") -> FitOutcome:
+    """Trains one stage of `model` with all earlier stages frozen (run in frozen_mode)."""
+    for earlier in range(1, stage):
+        set_stage_trainable(model, earlier, False)
+        set_frozen_mode(model, earlier, frozen_mode)
+    set_stage_trainable(model, stage, True)
+    submodel = _compiled_stage(model, stage, trainer_cfg.learning_rate)
+    try:
+        return fit(submodel, train_data, eval_data, trainer_cfg, monitor=SCORES[INTER_PUPIL],
                score_keys=SCORES, name=stage_output_name(stage), log_dir=log_dir,
                verbose=verbose, time_budget_s=time_budget_s, backup_dir=backup_dir)
+    finally:
+        for earlier in range(1, stage):
+            set_frozen_mode(model, earlier, "inference")
+
+
+def kept_stage(model: keras.Model, stage: int, eval_data) -> FitOutcome:
+    """The outcome of a stage taken as it is from a warm-start parent: scored, not trained."""
+    set_stage_trainable(model, stage, False)
+    scores = _compiled_stage(model, stage, 0.0).evaluate(eval_data, return_dict=True, verbose=0)
+    return FitOutcome({key: float(scores[metric]) for key, metric in SCORES.items()},
+                      {}, "kept from the parent", 0)
 
 
 def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] | None,
@@ -78,8 +99,7 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
 
     model = build_dan_model(mean_shape, pixel_mean, pixel_std, dan_cfg,
                             precision=trainer_cfg.precision)
-    if init is not None:
-        init(model)
+    kept = (init(model) or 0) if init is not None else 0
     initial = {key: mean_shape_nme(eval_data, mean_shape, key) for key in SCORES}
     print(f"mean shape S0: validation NME {initial[INTER_PUPIL]:.4f}")
     normaliser = metrics.default_normalization(mean_shape.shape[0], INTER_PUPIL).replace("_", "-")
@@ -92,10 +112,13 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         if done is not None:
             outcomes.append(FitOutcome(**done))
             continue
+        if stage <= kept:
+            outcomes.append(kept_stage(model, stage, eval_data))
+            continue
         outcome = train_stage(
             model, stage, train_data, eval_data, trainer_cfg, log_dir=log_dir, verbose=verbose,
             time_budget_s=deadline.share(num_stages(model) - stage + 1),
-            backup_dir=stages.fit_folder(name))
+            backup_dir=stages.fit_folder(name), frozen_mode=dan_cfg.frozen_stages)
         stages.finish(name, model, vars(outcome))
         outcomes.append(outcome)
         nme = outcome.scores[INTER_PUPIL]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import warnings
 
 import keras
@@ -49,6 +50,41 @@ class TrainingResult:
     parent: dict | None = None             # warm_start.lineage_of the model it continued from
 
 
+RATE_KEY = "images_per_s"
+
+
+class TrainingRate(keras.callbacks.Callback):
+    """Images/s of an epoch's training steps alone (validation and start-up excluded), into the
+    epoch's logs as `images_per_s`: the figure to hold against benchmarks/model_speed.py's."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self._start = self._end = None
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._steps = None, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+        self._end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._steps and self._end > self._start:
+            logs[RATE_KEY] = self._steps * self.batch_size / (self._end - self._start)
+
+
+def training_rate(history: dict) -> float | None:
+    """The median images/s of a fit's epochs after the first (which traces the graph)."""
+    rates = list(history.get(RATE_KEY, []))[1:]
+    return float(np.median(rates)) if rates else None
+
+
 def resolve_precision(trainer_cfg):
     """trainer_cfg with `auto` replaced by this machine's precision; (cfg, precision, why)."""
     chosen, reason = precision.choose(trainer_cfg.precision)
@@ -79,7 +115,7 @@ def fit(model: keras.Model, train_data, eval_data, trainer_cfg, *, monitor: str,
                                                    patience=trainer_cfg.patience,
                                                    restore_best_weights=True)
     budget = TimeBudget(time_budget_s)
-    callbacks = [early_stopping, budget]
+    callbacks = [TrainingRate(trainer_cfg.batch_size), early_stopping, budget]
     backup = None
     if backup_dir:
         backup = distribution.epoch_backup(backup_dir, early_stopping, budget)

@@ -13,6 +13,7 @@ from facealign import config as config_lib
 from facealign import frame_io, geometry
 from facealign.canonical_example import decode_canonical_example
 from trainer import backup, distribution, export
+from trainer.fit import training_rate
 from trainer.training import train_model
 
 NO_WARM_START = "none"
@@ -44,10 +45,13 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
                "validation_nme_inter_ocular_per_stage": [round(x, 6)
                                                          for x in result.nme_inter_ocular],
                "validation_nme_mean_shape": round(result.initial_nme_inter_pupil, 6),
-               "epochs_per_stage": [len(h["loss"]) for h in result.histories],
+               "epochs_per_stage": [len(h.get("loss", [])) for h in result.histories],
                "steps_per_stage": list(result.steps),
                "ended_by": result.stop_reasons,
                "training_seconds": round(seconds, 1),
+               # per stage, validation excluded: compare with benchmarks/model_speed.py
+               "training_images_per_s": [None if rate is None else round(rate, 2) for rate in
+                                         map(training_rate, result.histories)],
                "precision": result.precision, "precision_reason": result.precision_reason,
                "lineage": {
                    "parent": parent.get("parent"),
@@ -85,7 +89,8 @@ def validation_curve(result, parent: dict, batch_size: int) -> list[dict]:
     """
     curve = list(parent.get("validation_curve") or [])
     samples = int(parent.get("cumulative_samples", 0))
-    pupil = "val_nme" if "val_nme" in result.histories[0] else "val_stage_1_nme_inter_pupil"
+    dan = any("val_nme" in history for history in result.histories)
+    pupil = "val_nme" if dan else "val_stage_1_nme_inter_pupil"
     ocular = "val_nme_inter_ocular" if pupil == "val_nme" else "val_stage_1_nme_inter_ocular"
     for stage, (history, steps) in enumerate(zip(result.histories, result.steps), start=1):
         epochs = len(history.get(pupil, []))

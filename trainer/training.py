@@ -25,12 +25,15 @@ def train_model(model_cfg: ModelSection, trainer_cfg: TrainerSection, train_file
     """
     parent = {}
 
-    def init(model):
-        if init_from:
-            exported = inference_model(model) if model_cfg.name == "aan" else model
-            parent["lineage"] = warm_start.load_weights(
-                model, exported, init_from, model_cfg.model_dump(mode="json"),
-                frame["mean_shape"])
+    def init(model) -> int:
+        """Loads the parent's weights; returns how many leading stages are kept as loaded."""
+        if not init_from:
+            return 0
+        exported = inference_model(model) if model_cfg.name == "aan" else model
+        lineage = warm_start.load_weights(model, exported, init_from,
+                                          model_cfg.model_dump(mode="json"), frame["mean_shape"])
+        parent["lineage"] = {k: v for k, v in lineage.items() if k != "kept_stages"}
+        return lineage["kept_stages"]
 
     common = dict(log_dir=log_dir, verbose=verbose, seed=seed, init=init,
                   backup_dir=backup_dir)

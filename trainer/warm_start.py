@@ -9,6 +9,9 @@ same signature traced on the new model read an identical architecture's
 variables in the same order. Names and shapes are checked pairwise, and the
 architecture recorded in the parent's metadata first, so a mismatch is an
 error naming the difference instead of a silently scrambled model.
+
+A DAN parent with fewer stages grows the cascade, as the paper trains it:
+its stages are loaded and kept, and only the new stages train.
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from facealign import model_paths
 from trainer import export
 
 # The settings that decide the shapes of the weights, per model kind.
-ARCHITECTURE_KEYS = {"dan": ("stages", "fc_units", "base_filters"),
+ARCHITECTURE_KEYS = {"dan": ("stages", "fc_units", "base_filters", "input_batchnorm"),
                      "aan": ("base_filters", "units_per_block", "embedding_dim", "embedding",
                              "attention")}
+# What a parent exported before a setting existed was built as.
+LEGACY_DEFAULTS = {"input_batchnorm": False}
 
 
 class WarmStartError(ValueError):
@@ -44,10 +49,23 @@ def architecture_differences(parent: dict, model_cfg: dict, num_landmarks: int,
     if parent.get("image_size") != image_size:
         found.append(f"image size {parent.get('image_size')} there, {image_size} here")
     for key in ARCHITECTURE_KEYS[kind]:
-        there, here = (theirs.get(kind) or {}).get(key), model_cfg[kind][key]
+        there = (theirs.get(kind) or {}).get(key, LEGACY_DEFAULTS.get(key))
+        here = model_cfg[kind].get(key, LEGACY_DEFAULTS.get(key))
+        if kind == "dan" and key == "stages" and there is not None and there < here:
+            continue                            # growing the cascade
+        if kind == "dan" and key == "input_batchnorm" and grown_stages(parent, model_cfg) == 1:
+            continue                            # stage 1 has no input BatchNorm
         if there != here:
             found.append(f"model.{kind}.{key} is {there!r} there, {here!r} here")
     return found
+
+
+def grown_stages(parent: dict, model_cfg: dict) -> int:
+    """The stages a DAN parent with fewer stages gives (kept as they are); 0 when none."""
+    if model_cfg["name"] != "dan":
+        return 0
+    there = (((parent.get("config") or {}).get("model") or {}).get("dan") or {}).get("stages")
+    return int(there) if there is not None and there < model_cfg["dan"]["stages"] else 0
 
 
 def _read_order(model: keras.Model, mean_shape, image_size: int) -> list:
@@ -67,7 +85,9 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
 
     inference: the exported view of `model` (the same model for a DAN; the
     AAN without its intermediate heads, which keep their fresh weights).
-    Returns the parent's lineage entry for the new model's metadata.
+    Returns the parent's lineage entry for the new model's metadata; its
+    "kept_stages" says how many leading DAN stages came from a parent with
+    fewer stages (they are not trained again), else 0.
     """
     folder = model_paths.resolve_model_dir(path)
     metadata = export.read_metadata(folder)
@@ -79,6 +99,9 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
     loaded = tf.saved_model.load(folder)   # kept referenced: its variables die with it
     theirs = loaded.signatures[export.CANONICAL_SIGNATURE].variables
     ours = _read_order(inference, mean_shape, image_size)
+    kept = grown_stages(metadata, model_cfg)
+    if kept:   # the parent's stages are read first, in the same order
+        ours = ours[:len(theirs)]
     if len(theirs) != len(ours):
         raise WarmStartError(f"cannot warm-start from {folder}: it has {len(theirs)} weights, "
                              f"this model {len(ours)}")
@@ -90,8 +113,9 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
                 f"{tuple(source.shape)} there, {target.path} {tuple(target.shape)} here")
     for source, target in zip(theirs, ours):
         target.assign(source.numpy())
-    print(f"warm start: {len(ours)} weights from {folder}", flush=True)
-    return lineage_of(folder, metadata)
+    grown = f" (its {kept} stage(s) kept; the new ones train)" if kept else ""
+    print(f"warm start: {len(ours)} weights from {folder}{grown}", flush=True)
+    return {**lineage_of(folder, metadata), "kept_stages": kept}
 
 
 def lineage_of(folder: str, metadata: dict) -> dict:

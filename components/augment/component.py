@@ -24,10 +24,12 @@ class Augment(base_beam_component.BaseBeamComponent):
     def __init__(self, examples, anomalies=None, *, image_size: int = 112,
                  face_fraction: float = 0.5, copies: int = 10, mirror: bool = True,
                  translation_sigma: float = 0.2, rotation_sigma_deg: float = 20.0,
-                 scale_sigma: float = 0.25, seed: int = 0, translation_unit: str = "face"):
+                 scale_sigma: float = 0.25, seed: int = 0, translation_unit: str = "frame_pixels",
+                 mirror_copies: str = "half"):
         super().__init__(spec=AugmentSpec(
             examples=examples, anomalies=anomalies, image_size=int(image_size),
             face_fraction=float(face_fraction), copies=int(copies), mirror=int(bool(mirror)),
+            mirror_copies=str(mirror_copies),
             translation_sigma=float(translation_sigma), translation_unit=str(translation_unit),
             rotation_sigma_deg=float(rotation_sigma_deg), scale_sigma=float(scale_sigma),
             seed=int(seed),

@@ -103,6 +103,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         config = canonical.AugmentConfig(
             copies=int(exec_properties[spec.COPIES_KEY]),
             mirror=bool(exec_properties[spec.MIRROR_KEY]),
+            mirror_copies=str(exec_properties.get(spec.MIRROR_COPIES_KEY) or "half"),
             translation_sigma=float(exec_properties[spec.TRANSLATION_SIGMA_KEY]),
             rotation_sigma_deg=float(exec_properties[spec.ROTATION_SIGMA_DEG_KEY]),
             scale_sigma=float(exec_properties[spec.SCALE_SIGMA_KEY]),
@@ -147,4 +148,5 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(out, "tfrecords_gzip")
         frame = frame_io.read_frame(frame_artifact.uri)
         print(f"Augment: canonical frame {size}x{size}, S0 of {len(frame['mean_shape'])} "
-              f"points; splits {splits}; {config.copies} samples per training face", flush=True)
+              f"points; splits {splits}; {config.samples_per_face} samples per training face",
+              flush=True)

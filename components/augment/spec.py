@@ -14,6 +14,7 @@ IMAGE_SIZE_KEY = "image_size"
 FACE_FRACTION_KEY = "face_fraction"
 COPIES_KEY = "copies"
 MIRROR_KEY = "mirror"                    # 0 / 1
+MIRROR_COPIES_KEY = "mirror_copies"      # "half" or "extra" (canonical.AugmentConfig)
 TRANSLATION_SIGMA_KEY = "translation_sigma"
 TRANSLATION_UNIT_KEY = "translation_unit"   # "face" or "frame_pixels" (canonical.AugmentConfig)
 ROTATION_SIGMA_DEG_KEY = "rotation_sigma_deg"
@@ -33,6 +34,7 @@ class AugmentSpec(types.ComponentSpec):
         FACE_FRACTION_KEY: ExecutionParameter(type=float),
         COPIES_KEY: ExecutionParameter(type=int),
         MIRROR_KEY: ExecutionParameter(type=int),
+        MIRROR_COPIES_KEY: ExecutionParameter(type=str),
         TRANSLATION_SIGMA_KEY: ExecutionParameter(type=float),
         TRANSLATION_UNIT_KEY: ExecutionParameter(type=str),
         ROTATION_SIGMA_DEG_KEY: ExecutionParameter(type=float),
