@@ -303,10 +303,12 @@ def test_perturbation_statistics_match_the_sigmas():
     np.testing.assert_allclose(shifts.mean(axis=0), [0, 0], atol=0.012)
 
 
-def test_samples_apply_the_drawn_perturbation(faces, frame):
+@pytest.mark.parametrize("unit", canonical.TRANSLATION_UNITS)
+def test_samples_apply_the_drawn_perturbation(faces, frame, unit):
     """Eval crop -> training crop is the inverse of the perturbation, read in canonical units
-    about S0's centre."""
-    config = canonical.AugmentConfig(copies=6, mirror=False)
+    about S0's centre; the shift is a fraction of the face (face) or S0's canonical size
+    taken as original-image pixels (frame_pixels)."""
+    config = canonical.AugmentConfig(copies=6, mirror=False, translation_unit=unit)
     s0 = frame.mean_shape.astype(np.float64)
     x0, y0, x1, y1 = geometry.bounding_box(s0)
     centre = s0.mean(axis=0)
@@ -321,7 +323,10 @@ def test_samples_apply_the_drawn_perturbation(faces, frame):
             assert np.isclose(scale, 1 / drawn.scale) and np.isclose(angle, -drawn.angle)
             moved = geometry.apply_transform(eval_to_train, centre) - centre
             shift = -geometry.apply_transform(geometry.similarity(drawn.scale, drawn.angle), moved)
-            np.testing.assert_allclose(shift / [x1 - x0, y1 - y0], drawn.shift, atol=1e-6)
+            # frame_pixels: original pixels, so in canonical units times the crop's scale
+            per_pixel = 1.0 if unit == "face" else geometry.scale_and_angle(base.to_canonical)[0]
+            np.testing.assert_allclose(shift / [x1 - x0, y1 - y0], drawn.shift * per_pixel,
+                                       atol=1e-6)
             np.testing.assert_allclose(sample.landmarks,
                                        geometry.apply_transform(eval_to_train, base.landmarks),
                                        atol=1e-3)

@@ -179,7 +179,9 @@ def test_a_one_stage_parent_grows_into_two_stages(tmp_path, faces):
     path = write_tfrecord(tmp_path / "faces.tfrecord.gz", images, shapes)
     trainer_cfg = TrainerSection(batch_size=4, max_epochs_per_stage=1, patience=1,
                                  steps_per_epoch=3)
-    cfg = DanConfig(stages=2, input_batchnorm=True, **TINY)
+    # inference mode: stage 1 stays exactly the parent's (training mode would move its
+    # BatchNorm statistics, as the official code does)
+    cfg = DanConfig(stages=2, input_batchnorm=True, frozen_stages="inference", **TINY)
     model_cfg = {"name": "dan", "dan": cfg.model_dump()}
     lineage = {}
 

@@ -271,7 +271,9 @@ class AverageMovingStatistics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         variables = [variable for layer in self.model._flatten_layers()
-                     if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+                     if isinstance(layer, keras.layers.BatchNormalization)
+                     # a frozen DAN stage in frozen_mode "training" updates them too
+                     and (layer.trainable or getattr(layer, "frozen_mode", "") == "training")
                      for variable in (layer.moving_mean, layer.moving_variance)]
         if not variables:
             return
