@@ -149,13 +149,17 @@ def fit_loop_images_per_s(rng, mean_shape, precision: str, batch: int, rounds: i
     the first, validation excluded (trainer.fit.TrainingRate)."""
     import tempfile
 
+    with tempfile.TemporaryDirectory(prefix="model_speed_") as folder:
+        return _fit_loop_rate(os.path.join(folder, "train.tfrecord.gz"), rng, mean_shape,
+                              precision, batch, rounds)
+
+
+def _fit_loop_rate(path, rng, mean_shape, precision, batch, rounds) -> float:
     from facealign import examples
     from facealign.config import TrainerSection
     from trainer import dan_input
     from trainer.dan_training import train_stage
 
-    folder = tempfile.mkdtemp(prefix="model_speed_")
-    path = os.path.join(folder, "train.tfrecord.gz")
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for _ in range(4 * batch):
             image = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)

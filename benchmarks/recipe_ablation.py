@@ -125,6 +125,7 @@ def inference_rate(model_dir: pathlib.Path, batch: int = 64, rounds: int = 5) ->
     """Images/s of the canonical signature at `batch`, best of `rounds`."""
     import tensorflow as tf
 
+    from benchmarks.model_speed import fastest_in_rounds
     from trainer import export
 
     signature = tf.saved_model.load(str(model_dir)).signatures[export.CANONICAL_SIGNATURE]
@@ -132,13 +133,9 @@ def inference_rate(model_dir: pathlib.Path, batch: int = 64, rounds: int = 5) ->
     size = int(signature.structured_input_signature[1][name].shape[1])
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (batch, size, size, 1),
                                                            dtype=np.uint8))
-    signature(**{name: images})   # warm-up
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        signature(**{name: images})
-        best = min(best, time.perf_counter() - start)
-    return batch / best
+    best = fastest_in_rounds({"canonical": (lambda x: signature(**{name: x}), (images,))},
+                             rounds)
+    return batch / best["canonical"]
 
 
 def tables(rows: dict) -> str:

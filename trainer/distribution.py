@@ -270,10 +270,10 @@ class AverageMovingStatistics(keras.callbacks.Callback):
         self._mean = None
 
     def on_epoch_end(self, epoch, logs=None):
+        # every BatchNorm, frozen ones too: a frozen DAN stage in frozen_mode "training"
+        # updates its statistics, and the mean of identical values is those values
         variables = [variable for layer in self.model._flatten_layers()
                      if isinstance(layer, keras.layers.BatchNormalization)
-                     # a frozen DAN stage in frozen_mode "training" updates them too
-                     and (layer.trainable or getattr(layer, "frozen_mode", "") == "training")
                      for variable in (layer.moving_mean, layer.moving_variance)]
         if not variables:
             return
