@@ -48,6 +48,8 @@ import math
 import keras
 from keras import ops
 
+from trainer.batchnorm import FusedBatchNorm
+
 _PACKAGE = "facealign"
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-3
@@ -55,8 +57,7 @@ EXPANSION = 4
 
 
 def _bn(name, dtype):
-    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
-                                           name=name, dtype=dtype)
+    return FusedBatchNorm(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name, dtype=dtype)
 
 
 def _conv(filters, size, name, layer):

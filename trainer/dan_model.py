@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from facealign.config import DanConfig
+from trainer.batchnorm import FusedBatchNorm
 from trainer.dan_layers import (
     FeatureImage,
     ImageTransform,
@@ -152,37 +153,23 @@ class StageDropout(keras.layers.Dropout):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class StageBatchNorm(keras.layers.BatchNormalization):
+class StageBatchNorm(FusedBatchNorm):
     """BatchNorm that can keep normalising with batch statistics while its stage is frozen.
 
     Keras' frozen BatchNorm always uses its moving statistics. In "training"
     mode (the official code's, where Lasagne's batch_norm of an earlier stage
     runs with deterministic=False while a later stage trains) a frozen layer
     normalises with the batch's statistics and updates its moving ones, while
-    gamma and beta stay fixed: they are not trainable.
+    gamma and beta stay fixed: they are not trainable. Computed by the fused
+    kernel (trainer.batchnorm).
     """
 
     frozen_mode = "inference"
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and not self.trainable and self.frozen_mode == "training"):
-            return super().call(inputs, training=training, mask=mask)
-        inputs = ops.cast(inputs, backend_float(inputs))
-        mean, variance = self._moments(inputs, mask)
-        self.moving_mean.assign(self.moving_mean * self.momentum
-                                + ops.cast(mean, "float32") * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum
-                                    + ops.cast(variance, "float32") * (1.0 - self.momentum))
-        gamma = ops.cast(self.gamma, inputs.dtype) if self.scale else None
-        beta = ops.cast(self.beta, inputs.dtype) if self.center else None
-        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=beta,
-                                          scale=gamma, epsilon=self.epsilon)
-        return ops.cast(outputs, self.compute_dtype)
-
-
-def backend_float(tensor) -> str:
-    """float32 for bfloat16 / float16 tensors: BatchNorm's moments overflow in half types."""
-    return keras.backend.result_type(tensor.dtype, "float32")
+        if training and not self.trainable and self.frozen_mode == "training":
+            return self.normalize(inputs, batch_statistics=True)
+        return super().call(inputs, training=training, mask=mask)
 
 
 def build_stage_network(input_channels: int, num_landmarks: int, image_size: int = 112,
