@@ -28,8 +28,9 @@ lint: setup
 	$(BIN)/ruff check .
 
 # Everything: unit tests, the end-to-end pipeline runs (e2e) and the slow ones.
+# --durations: the slowest tests, to keep CI (install included) under 30 minutes.
 test: setup mariadb
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # The quick part, for iterating: no pipeline runs, nothing marked slow.
 test-fast: setup mariadb

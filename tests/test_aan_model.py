@@ -12,6 +12,7 @@ from facealign.config import AanConfig, TrainerSection
 from trainer.aan_model import TABLE5, build_aan_model, inference_model
 from trainer.aan_training import compile_aan, train_aan
 from trainer.losses import normalized_mean_error
+from trainer.run import validation_curve
 
 SIZE = 112
 NUM_FACES = 8
@@ -84,6 +85,18 @@ def test_table5_variant_builds_round_trips_and_exports_without_heads(
         assert model.get_layer("head1_features").output.shape[1:] == (7 * 7 * 16,)
     if config.embedding == "none":      # the features straight into the linear output layer
         assert model.get_layer("output_fc").input.shape[1:] == (7 * 7 * 4 * 8 * 2,)
+        # ... scaled by 1 / sqrt(D): numpy reference of S0 + size * (x / sqrt(D)) W + b
+        probe = keras.Model(model.inputs, model.get_layer("flatten").output)
+        flat = np.asarray(probe(images, training=False), np.float64)
+        rng_fc = np.random.default_rng(1)
+        layer = model.get_layer("output_fc")
+        kernel = rng_fc.normal(0, 0.05, layer.kernel.shape).astype(np.float32)
+        bias = rng_fc.normal(0, 0.01, layer.bias.shape).astype(np.float32)
+        layer.set_weights([kernel, bias])
+        reference = mean_shape + SIZE * (flat / np.sqrt(flat.shape[1]) @ kernel + bias).reshape(
+            2, num_points, 2)
+        np.testing.assert_allclose(model(images, training=False)["stage_1"], reference,
+                                   rtol=1e-4, atol=1e-3)
 
     _randomise_outputs(model, rng)
     expected = {k: np.asarray(v) for k, v in model(images, training=False).items()}
@@ -182,3 +195,28 @@ def test_tiny_aan_overfits_real_faces_and_reloads(tmp_path, faces):
     again = reloaded.predict(images, verbose=0)
     assert sorted(again) == ["landmarks", "stage_1"]
     np.testing.assert_allclose(again["landmarks"], predictions, rtol=1e-5, atol=1e-4)
+
+
+def test_the_aan_without_attention_trains_and_reports_like_the_aan(tmp_path, faces):
+    # one output, so Keras logs "nme", not "stage_1_nme": Table 5's "w/o attention" row once
+    # failed after training, and its early stopping watched a metric that was never logged
+    images, shapes = faces
+    pixels = images[..., 0].astype(np.float32)
+    path = write_tfrecord(tmp_path / "faces.tfrecord.gz", images, shapes)
+    config = TINY.model_copy(update=TABLE5["w/o attention"])
+    trainer_cfg = TrainerSection(batch_size=NUM_FACES, max_epochs_per_stage=2, patience=2,
+                                 steps_per_epoch=2)
+    result = train_aan(path, path, shapes.mean(0), pixels.mean(0), pixels.std(0), config,
+                       trainer_cfg, verbose=0, seed=0)
+    history = result.histories[0]
+    assert {"val_stage_1_nme", "val_stage_1_nme_inter_pupil",
+            "val_stage_1_nme_inter_ocular"} <= set(history)
+    best = int(np.argmin(history["val_stage_1_nme"]))     # the weights kept
+    assert result.nme_inter_ocular[0] == pytest.approx(
+        history["val_stage_1_nme_inter_ocular"][best], rel=1e-4)
+    predictions = result.model.predict(images, verbose=0)["landmarks"]
+    assert float(np.mean(normalized_mean_error(shapes, predictions, "corners"))) == \
+        pytest.approx(result.nme_inter_ocular[0], rel=1e-3)
+    curve = validation_curve(result, {}, NUM_FACES)
+    assert [point["nme_inter_pupil"] for point in curve] == pytest.approx(
+        history["val_stage_1_nme_inter_pupil"], abs=1e-6)

@@ -31,6 +31,36 @@ def _data():
     return x, (x[:, :2] * 2 + 1).astype(np.float32)
 
 
+def test_a_resumed_fit_reports_the_seconds_of_the_interrupted_one(tmp_path):
+    import tensorflow as tf
+    x, y = _data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    cfg = TrainerSection(max_epochs_per_stage=3, patience=5, batch_size=16)
+    folder = str(tmp_path / "fit")
+    first = fit.fit(_model(), data, data, cfg, monitor="loss", score_keys={"mae": "mae"},
+                    name="a", verbose=0, backup_dir=folder)
+    assert first.resumed_seconds == 0 and first.seconds > 0
+    recorded = json.loads((tmp_path / "fit" / backup.STATE_FILE).read_text())["seconds"]
+    # the same fit again, as after a kill at its last epoch: nothing left to train
+    again = fit.fit(_model(), data, data, cfg, monitor="loss", score_keys={"mae": "mae"},
+                    name="a", verbose=0, backup_dir=folder)
+    assert again.resumed_seconds == pytest.approx(recorded)
+    assert again.seconds >= again.resumed_seconds
+    assert again.steps == first.steps
+
+
+def test_fit_refuses_a_monitor_the_model_does_not_log():
+    # Keras would only warn, then train on without early stopping or the best weights
+    import tensorflow as tf
+    x, y = _data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    cfg = TrainerSection(max_epochs_per_stage=3, patience=5, batch_size=16)
+    with pytest.raises(ValueError, match="watches 'val_out_mae', which the model does not "
+                                         "log .*val_mae"):
+        fit.fit(_model(), data, data, cfg, monitor="out_mae", score_keys={"mae": "mae"},
+                name="a", verbose=0)
+
+
 def test_a_resumed_fit_continues_with_weights_optimizer_and_early_stopping_state(tmp_path):
     x, y = _data()
     cfg = TrainerSection(max_epochs_per_stage=3, patience=5, batch_size=16)
@@ -85,8 +115,13 @@ def test_facealign_train_killed_mid_stage_resumes_after_its_last_epoch(tmp_path)
     assert process.poll() is None, process.stdout.read()
     process.send_signal(signal.SIGKILL)
     process.wait(30)
-    killed_after = json.loads(found[0].read_text())["epoch"]
+    killed = json.loads(found[0].read_text())
+    killed_after = killed["epoch"]
     assert 2 <= killed_after < 4
+    stage_1 = [json.loads(p.read_text()) for p in work.glob("resume/*/**/result.json")]
+    assert len(stage_1) == 1
+    before_kill = stage_1[0]["seconds"] + killed["seconds"]
+    assert before_kill > 0
     again = _train(work)
     output, _ = again.communicate(timeout=900)
     assert again.returncode == 0, output
@@ -95,4 +130,8 @@ def test_facealign_train_killed_mid_stage_resumes_after_its_last_epoch(tmp_path)
     summary = json.loads((work / "summary.json").read_text())
     assert summary["epochs_per_stage"] == [4, 4]      # the epochs before the kill count
     assert summary["steps_per_stage"] == [16, 16]     # Adam's step counter came back too
+    # the time before the kill counts too (the lineage's cumulative seconds)
+    assert summary["training_seconds"] > before_kill
+    assert summary["lineage"]["cumulative_seconds"] == pytest.approx(summary["training_seconds"],
+                                                                     abs=0.1)
     assert not list(work.glob("resume/*"))            # removed once the model is exported

@@ -52,7 +52,15 @@ What the paper says, what we chose, and why (issue #14):
   attention maps"): no attention blocks and no heads, one output.
   "w/o NE layer" removes the cosine embedding: the flattened features go
   straight into the linear output layer (embedding: none; embedding: linear
-  keeps a d-unit linear layer instead, not a paper row).
+  keeps a d-unit linear layer instead, not a paper row), scaled by 1/sqrt(D)
+  (D = 7 x 7 x 8 x base, 25,088 at base 16), as the cosine layer scales its
+  W = V / sqrt(D). Without that scaling Adam moves each of the D weights by
+  about the learning rate a step, so the output by ~1e-3 x sum |x|: several
+  image sizes. Measured (benchmarks/aan_ablation.py, AMD Zen 3, float32,
+  batch 32, lr 1e-3): the unscaled row's validation NME was 3,132%, 107%,
+  251%, 375% after epochs 1-4 (20 steps each), where the AAN's was 21%,
+  21%, 19%, 18%; the paper's row trained, so the comparison it makes is of
+  the nonlinearity, not of a step size.
 - Weight decay (sec. 4.2): "0.001" with Adam. In 2018 code (Caffe's
   weight_decay, PyTorch's Adam(weight_decay=...), TF's l2_regularizer) that
   is a coupled L2 term: 0.001 * W added to the gradient before Adam's
@@ -86,6 +94,25 @@ What the paper says, what we chose, and why (issue #14):
 - Mixed bfloat16: convs, BN, attention and head features compute in
   bfloat16; the cosine embedding, the dense output layers and the shape
   additions stay float32.
+- Training speed (issue #14 asks for the DAN's stage-1 speed or the reason
+  it cannot be). It is slower, and in the paper's design it cannot be
+  as fast. One Adam step of batch 64, mixed_bfloat16, 2-core Intel Xeon
+  (AMX), fused BatchNorm: DAN stage 1 (Table 1) 76.7 img/s; AAN base 32
+  (AanConfig's default) 16.2, base 16 [2, 2, 2, 2] (configs/300w-aan.yaml)
+  34.8. AMD EPYC (Zen 3), float32, batch 32 (benchmarks/model_speed.py):
+  DAN stage 1 3.73, AAN base 32 1.88. The AAN does a fifth of the DAN's
+  FLOPs but is bound by memory, not arithmetic: the paper keeps block 1 at
+  the full 112x112 with 4 x base output channels (the bottleneck's
+  expansion), and each unit there is a chain of elementwise passes (BN,
+  ReLU, the residual add; then the attention's sigmoid and (1 + M) * H) over
+  a 112x112x128 map at base 32. Forward + backward per part (base 32, bf16,
+  batch 64): block 1 2.0 s of 4.5 s (its units 0.84 and 0.79, attention
+  0.33, pooling 0.12), block 2 1.1, block 3 0.6, block 4 0.37, stem 0.08,
+  embedding 0.04. DAN's stage is dense 3x3 convolutions, which run at the
+  CPU's matrix speed. XLA (jit_compile) made the AAN slower (8.2 img/s). A
+  stride-2 stem with one pooling fewer would quarter block 1's map (an
+  estimated ~1.7x, still below the DAN) but departs from the paper's
+  resolution: not implemented.
 
 Ablation figures (Table 5 rows on our 300-W validation faces):
     TO BE ADDED - not measured yet (issue #14). Do not fill in
@@ -114,6 +141,7 @@ from trainer.dan_model import PRECISIONS, ImageStandardization, InitialShape, Sh
 NUM_BLOCKS = 4
 FINAL = "stage_1"
 STEM_KERNEL = 7
+FLATTEN_SCALE = "flatten_scale"   # 1 / sqrt(D) before a linear layer on the flattened map
 HEAD_CHANNELS = 16        # a head's dense layer: 7 * 7 * 16 * 2N weights (107k for 68 points)
 # Table 5's rows as AanConfig overrides (one switch per concept of the paper).
 TABLE5 = {"AAN": {},
@@ -184,6 +212,8 @@ def build_aan_model(mean_shape, pixel_mean, pixel_std, config: AanConfig | None 
                                                     head_name(block), f"head{block}", regularizer)
         x = layers.MaxPooling2D(2, name=f"pool{block}", dtype=precision)(x)
     x = layers.Flatten(name="flatten", dtype=precision)(x)
+    if config.embedding != "cosine":   # the cosine layer scales its W so itself (V / sqrt(D))
+        x = layers.Rescaling(1.0 / np.sqrt(x.shape[-1]), name=FLATTEN_SCALE, dtype="float32")(x)
     if config.embedding == "cosine":
         x = CosineEmbedding(config.embedding_dim, kernel_regularizer=regularizer,
                             name="embedding")(x)

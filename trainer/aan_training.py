@@ -33,8 +33,30 @@ from trainer.losses import NormalizedLandmarkLoss, NormalizedMeanError
 from trainer.time_budget import Deadline
 
 NME = "nme"                       # final output, aan_cfg.normalization
-SCORES = {NME: f"{FINAL}_{NME}", INTER_PUPIL: f"{FINAL}_nme_{INTER_PUPIL}",
-          INTER_OCULAR: f"{FINAL}_nme_{INTER_OCULAR}"}
+METRICS = {NME: NME, INTER_PUPIL: f"nme_{INTER_PUPIL}", INTER_OCULAR: f"nme_{INTER_OCULAR}"}
+
+
+def score_names(model: keras.Model) -> dict[str, str]:
+    """{score: the name Keras logs the final output's metric under}. Keras prefixes a
+    metric with its output's name only when the model has several outputs: with the
+    heads, "stage_1_nme"; without them (Table 5's "w/o attention"), plain "nme"."""
+    prefix = f"{FINAL}_" if len(model.output) > 1 else ""
+    return {score: prefix + metric for score, metric in METRICS.items()}
+
+
+def with_final_prefix(history: dict, names: dict[str, str]) -> dict:
+    """The history under the names of the model with heads ("val_stage_1_nme..."), whatever
+    the outputs, so trainer.run.validation_curve and the cards read one set of names."""
+    if names[NME] != NME:
+        return history
+    prefixed = {}
+    for key, values in history.items():
+        validation = key.startswith("val_")
+        name = key[4:] if validation else key
+        if name in METRICS.values():
+            name = f"{FINAL}_{name}"
+        prefixed[("val_" if validation else "") + name] = values
+    return prefixed
 
 
 def aan_optimizer(aan_cfg: AanConfig, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -50,9 +72,10 @@ def compile_aan(model: keras.Model, aan_cfg: AanConfig, learning_rate: float) ->
     the final output."""
     optimizer = aan_optimizer(aan_cfg, learning_rate)
     losses = {key: NormalizedLandmarkLoss(aan_cfg.normalization) for key in model.output}
-    metrics = {FINAL: [NormalizedMeanError(aan_cfg.normalization, name=NME),
-                       NormalizedMeanError(INTER_PUPIL, name=f"nme_{INTER_PUPIL}"),
-                       NormalizedMeanError(INTER_OCULAR, name=f"nme_{INTER_OCULAR}")]}
+    normalizations = {NME: aan_cfg.normalization, INTER_PUPIL: INTER_PUPIL,
+                      INTER_OCULAR: INTER_OCULAR}
+    metrics = {FINAL: [NormalizedMeanError(normalizations[score], name=name)
+                       for score, name in METRICS.items()]}
     model.compile(optimizer=optimizer, loss=losses, metrics=metrics)
 
 
@@ -94,9 +117,10 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
 
     keys = list(model.output)
     stages = StageBackup(backup_dir)
+    names = score_names(model)
     outcome = fit(model, with_targets(train_data, keys),
                   with_targets(eval_data, keys) if eval_data is not None else None,
-                  trainer_cfg, monitor=SCORES[NME], score_keys=SCORES, name="aan",
+                  trainer_cfg, monitor=names[NME], score_keys=names, name="aan",
                   log_dir=log_dir, verbose=verbose,
                   time_budget_s=Deadline(trainer_cfg.time_budget_minutes).share(1),
                   backup_dir=stages.fit_folder("aan"))
@@ -109,5 +133,6 @@ def train_aan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         nme_inter_ocular=[scores[INTER_OCULAR]],
         initial_nme_inter_pupil=initial[INTER_PUPIL],
         initial_nme_inter_ocular=initial[INTER_OCULAR],
-        histories=[outcome.history], stop_reasons=[outcome.stop_reason], steps=[outcome.steps],
-        precision=chosen, precision_reason=reason)
+        histories=[with_final_prefix(outcome.history, names)],
+        stop_reasons=[outcome.stop_reason], steps=[outcome.steps],
+        precision=chosen, precision_reason=reason, resumed_seconds=outcome.resumed_seconds)

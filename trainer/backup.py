@@ -78,8 +78,10 @@ class EpochBackup(keras.callbacks.Callback):
         self.resumed_history = state["history"]
         self.resumed_epoch = state["epoch"]
         self.model._initial_epoch = state["epoch"]   # where Keras' BackupAndRestore puts it too
-        print(f"resume: {self.folder}: continuing after epoch {state['epoch']} "
-              f"(best {state['best']:.5f} at epoch {state['best_epoch'] + 1})", flush=True)
+        best = ("no best epoch recorded" if state["best"] is None
+                else f"best {state['best']:.5f} at epoch {state['best_epoch'] + 1}")
+        print(f"resume: {self.folder}: continuing after epoch {state['epoch']} ({best})",
+              flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.folder, exist_ok=True)

@@ -8,7 +8,9 @@ kernel for 4-D inputs; Keras 3 does not. On the 2-core CPU this made
 BatchNorm, not the convolutions, the bulk of a training step: one Adam step
 of batch 64 in mixed_bfloat16 (Intel Xeon with AMX/AVX-512 BF16,
 benchmarks/model_speed.py) ran the DAN's Table-1 stage at 28.6 img/s with
-Keras' layer and 76.7 with the fused kernel, the AAN at 7.1 and 16.2.
+Keras' layer and 76.7 with the fused kernel, the AAN at 7.1 and 16.2. In
+float32 on an AMD EPYC (Zen 3, AVX2 only), where the convolutions dominate,
+it is neutral: the Table-1 stage at 3.87 against 3.75 img/s (batch 32).
 
 FusedBatchNorm is Keras' layer (same variables, same config, same read
 order of the variables, so models saved and exported before load and warm-start

@@ -110,8 +110,8 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
     for stage in range(1, num_stages(model) + 1):
         name = stage_output_name(stage)
         done = stages.finished(name, model)
-        if done is not None:
-            outcomes.append(FitOutcome(**done))
+        if done is not None:   # trained by an earlier process: all its seconds were earlier
+            outcomes.append(FitOutcome(**{**done, "resumed_seconds": done.get("seconds", 0.0)}))
             continue
         if stage <= kept:
             outcomes.append(kept_stage(model, stage, eval_data))
@@ -134,4 +134,5 @@ def train_dan(train_files: str | Iterable[str], eval_files: str | Iterable[str] 
         initial_nme_inter_pupil=initial[INTER_PUPIL],
         initial_nme_inter_ocular=initial[INTER_OCULAR],
         histories=[o.history for o in outcomes], stop_reasons=[o.stop_reason for o in outcomes],
-        steps=[o.steps for o in outcomes], precision=chosen, precision_reason=reason)
+        steps=[o.steps for o in outcomes], precision=chosen, precision_reason=reason,
+        resumed_seconds=sum(o.resumed_seconds for o in outcomes))

@@ -31,6 +31,8 @@ class FitOutcome:
     history: dict[str, list[float]]
     stop_reason: str          # "patience", "max epochs" or "time budget"
     steps: int                # optimizer steps of this fit (resumed epochs included)
+    seconds: float = 0.0          # training seconds of this fit, resumed ones included
+    resumed_seconds: float = 0.0  # of them, spent by interrupted earlier processes
 
 
 @dataclasses.dataclass
@@ -48,9 +50,24 @@ class TrainingResult:
     precision: str = "float32"             # what trainer.precision resolved to, and why
     precision_reason: str = ""
     parent: dict | None = None             # warm_start.lineage_of the model it continued from
+    resumed_seconds: float = 0.0           # training time of interrupted earlier processes
 
 
 RATE_KEY = "images_per_s"
+
+
+class RequireMonitor(keras.callbacks.Callback):
+    """Stops at the first epoch if the metric early stopping watches is not logged: Keras
+    only warns and then trains on without early stopping or keeping the best weights."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.monitor not in logs:
+            raise ValueError(f"early stopping watches {self.monitor!r}, which the model does "
+                             f"not log (it logs {', '.join(sorted(logs))})")
 
 
 class TrainingRate(keras.callbacks.Callback):
@@ -115,7 +132,8 @@ def fit(model: keras.Model, train_data, eval_data, trainer_cfg, *, monitor: str,
                                                    patience=trainer_cfg.patience,
                                                    restore_best_weights=True)
     budget = TimeBudget(time_budget_s)
-    callbacks = [TrainingRate(trainer_cfg.batch_size), early_stopping, budget]
+    callbacks = [TrainingRate(trainer_cfg.batch_size), RequireMonitor(watch), early_stopping,
+                 budget]
     backup = None
     if backup_dir:
         backup = distribution.epoch_backup(backup_dir, early_stopping, budget)
@@ -139,4 +157,5 @@ def fit(model: keras.Model, train_data, eval_data, trainer_cfg, *, monitor: str,
     full_history = backup.full_history(history.history) if backup else history.history
     reason = stop_reason(full_history, budget, trainer_cfg.max_epochs_per_stage)
     return FitOutcome({key: float(scores[metric]) for key, metric in score_keys.items()},
-                      full_history, reason, int(model.optimizer.iterations.numpy()))
+                      full_history, reason, int(model.optimizer.iterations.numpy()),
+                      budget.used_seconds(), budget.earlier_seconds)

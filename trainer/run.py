@@ -37,7 +37,8 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
                          seed=cfg.augment.seed, log_dir=log_dir, init_from=init_from,
                          backup_dir=backup_dir, verbose=verbose)
     parent = result.parent or {}
-    seconds = time.monotonic() - started
+    # a resumed training counts the time the interrupted processes spent too
+    seconds = time.monotonic() - started + result.resumed_seconds
     steps = int(sum(result.steps))
     summary = {"model": cfg.model.name, "stages": len(result.nme_inter_pupil),
                "validation_nme_inter_pupil_per_stage": [round(x, 6)

@@ -33,6 +33,11 @@ class TimeBudget(keras.callbacks.Callback):
         """Counts the time and epochs of the run that was interrupted."""
         self._earlier, self._epochs = float(seconds), int(epochs)
 
+    @property
+    def earlier_seconds(self) -> float:
+        """Seconds the interrupted run had used (0 unless resumed)."""
+        return self._earlier
+
     def used_seconds(self) -> float:
         return self._earlier + (self.clock() - self._started if self._started is not None else 0.0)
 
