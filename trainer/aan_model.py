@@ -114,9 +114,15 @@ What the paper says, what we chose, and why (issue #14):
   estimated ~1.7x, still below the DAN) but departs from the paper's
   resolution: not implemented.
 
-Ablation figures (Table 5 rows on our 300-W validation faces):
-    TO BE ADDED - not measured yet (issue #14). Do not fill in
-    without a run; record the config, steps and time next to each figure.
+Ablation figures (Table 5 rows on our 300-W validation faces; inter-ocular
+NME, AUC@0.08, failure rate through the serving signature; README has the
+table): benchmarks/aan_ablation.py --batch-size 32 --steps-per-epoch 20,
+configs/300w-aan.yaml, 160 steps of 32 from random weights, AMD EPYC Zen 3,
+float32, 16-19 min a row, 2026-12-02: AAN 14.44% / 0.016 / 82%; w/o
+attention 15.50% / 0.004 / 95%; w/o NE layer (1/sqrt(D) scaled) 11.75% /
+0.048 / 73%; w/o both 9.97% / 0.075 / 62%; S0 16.2%. Half a pass over the
+data: the simpler networks learn faster at first; the paper's order (AAN
+best) is a claim about trained networks, not tested at this budget.
 
 build_aan_model returns the training model, outputs {"stage_1": final,
 "head_1".."head_4"} (heads only with attention and intermediate
