@@ -31,7 +31,7 @@ mixed_bfloat16 is timed only where the CPU computes in bfloat16 (as
 bfloat16 is emulated about 10x slower and timing it took over 20 minutes;
 `--precisions float32 mixed_bfloat16` times both anyway.
 
-  python benchmarks/model_speed.py            # ~4 min on the 2-core bf16 CPU, ~9 on Zen 3
+  python benchmarks/model_speed.py            # ~4 min on the 2-core bf16 CPU, 7.8 on Zen 3
   python benchmarks/model_speed.py --quick    # training batch 16, fewer rounds (~2 min)
 
 Measured (fused BatchNorm, trainer/batchnorm.py), default batch 32, 2026-12-01:
@@ -39,7 +39,8 @@ Measured (fused BatchNorm, trainer/batchnorm.py), default batch 32, 2026-12-01:
   8-step fit-loop epochs (now 4-step): training bare stage 3.81, stage 1 3.73,
   stage 2 3.08, AAN (AanConfig defaults, base 32) 1.88 img/s; inference at batch 64
   2-stage DAN 8.9, bare stage 18.6, AAN 12.6 img/s (110 / 54 / 101 ms for one
-  face); fit_loop 3.93 img/s, ratio to the bare stage 1.03.
+  face); fit_loop 3.93 img/s, ratio to the bare stage 1.03. With 4-step epochs: 7.8 min,
+  cpu_share 0.90, bare 4.30, stage 1 4.06, fit_loop 3.89 (ratio 0.904).
 """
 from __future__ import annotations
 
