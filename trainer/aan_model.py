@@ -218,12 +218,12 @@ def build_aan_model(mean_shape, pixel_mean, pixel_std, config: AanConfig | None 
                                                     head_name(block), f"head{block}", regularizer)
         x = layers.MaxPooling2D(2, name=f"pool{block}", dtype=precision)(x)
     x = layers.Flatten(name="flatten", dtype=precision)(x)
-    if config.embedding != "cosine":   # the cosine layer scales its W so itself (V / sqrt(D))
-        x = layers.Rescaling(1.0 / np.sqrt(x.shape[-1]), name=FLATTEN_SCALE, dtype="float32")(x)
-    if config.embedding == "cosine":
+    if config.embedding == "cosine":   # scales its own W by 1 / sqrt(D) (V / sqrt(D))
         x = CosineEmbedding(config.embedding_dim, kernel_regularizer=regularizer,
                             name="embedding")(x)
-    elif config.embedding == "linear":
+    else:                              # a linear layer on the map: the same 1 / sqrt(D)
+        x = layers.Rescaling(1.0 / np.sqrt(x.shape[-1]), name=FLATTEN_SCALE, dtype="float32")(x)
+    if config.embedding == "linear":
         x = layers.Dense(config.embedding_dim, kernel_regularizer=regularizer, name="embedding",
                          dtype="float32")(x)
     outputs[FINAL] = _shape_output(x, initial, num_landmarks, image_size, FINAL, "output",
