@@ -22,3 +22,21 @@ def shared_data() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def demo_data() -> pathlib.Path:
     return DEMO_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: modules that are all pipeline runs (e2e), then those with a slow test,
+    then the rest, each group in file order. `make test` runs pytest-xdist with
+    --dist loadfile, which hands whole modules to the two workers in this order: starting
+    the longest keeps both busy until the end."""
+    def rank(item) -> int:
+        marks = getattr(item.module, "pytestmark", [])
+        if any(mark.name == "e2e" for mark in (marks if isinstance(marks, list) else [marks])):
+            return 0
+        return 1 if item.get_closest_marker("e2e") or item.get_closest_marker("slow") else 2
+
+    module_rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        module_rank[module] = min(module_rank.get(module, 2), rank(item))
+    items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])

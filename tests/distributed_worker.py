@@ -54,6 +54,7 @@ def main() -> int:
         "training_seconds": round(timing["seconds"], 1),
         "validation_nme_inter_pupil_per_stage": summary["validation_nme_inter_pupil_per_stage"]}),
         flush=True)
+    distribution.end_process(0)   # as `facealign train` does: TensorFlow can hang at exit
     return 0
 
 

@@ -104,6 +104,7 @@ def test_model_outputs_every_stage_and_works_for_any_point_count():
     np.testing.assert_array_equal(outputs["landmarks"], outputs["stage_3"])
 
 
+@pytest.mark.slow
 def test_two_stage_dan_overfits_real_faces_and_reloads(tmp_path, faces):
     images, shapes = faces
     mean_shape, pixel_mean, pixel_std = statistics(images, shapes)

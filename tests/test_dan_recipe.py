@@ -117,6 +117,7 @@ def _weights(model, stage: int, moving: bool) -> list:
             if ("moving" in w.name) == moving]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inference", "training"])
 def test_training_stage_2_never_changes_stage_1_weights(tmp_path, faces, mode):
     from trainer.dan_training import train_stage

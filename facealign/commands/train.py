@@ -52,4 +52,5 @@ def run(args) -> int:
         raise UserError(str(exc)) from None
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"train: model in {model_dir}; summary in {work / 'summary.json'}")
+    distribution.end_process(0)   # multi-worker: TensorFlow can hang at exit (its docstring)
     return 0
