@@ -29,14 +29,15 @@ def pytest_collection_modifyitems(config, items):
     then the rest, each group in file order. `make test` runs pytest-xdist with
     --dist loadfile, which hands whole modules to the two workers in this order: starting
     the longest keeps both busy until the end."""
-    def rank(item) -> int:
-        marks = getattr(item.module, "pytestmark", [])
-        if any(mark.name == "e2e" for mark in (marks if isinstance(marks, list) else [marks])):
-            return 0
-        return 1 if item.get_closest_marker("e2e") or item.get_closest_marker("slow") else 2
-
-    module_rank: dict[str, int] = {}
+    modules: dict[str, list] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        module_rank[module] = min(module_rank.get(module, 2), rank(item))
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def rank(module_items) -> int:
+        if all(item.get_closest_marker("e2e") for item in module_items):
+            return 0
+        return 1 if any(item.get_closest_marker("e2e") or item.get_closest_marker("slow")
+                        for item in module_items) else 2
+
+    module_rank = {module: rank(module_items) for module, module_items in modules.items()}
     items.sort(key=lambda item: module_rank[item.nodeid.split("::", 1)[0]])
