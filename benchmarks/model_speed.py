@@ -18,6 +18,8 @@ bare stage (target: within 10%, ratio >= 0.90). The AAN
 is one Adam step on the summed losses of its final and intermediate heads and its
 weight decay,
 inference the exported model's forward pass (final head only).
+--aan-config times the AAN a configuration trains (its model.aan: widths, units,
+embedding, weight decay) instead of the paper defaults.
 
 CPU time on a shared host is noisy, so every function is compiled and
 warmed up first, then timed in interleaved rounds (bare, DAN, bare, DAN ...)
@@ -41,6 +43,11 @@ Measured (fused BatchNorm, trainer/batchnorm.py), default batch 32, 2026-12-01:
   2-stage DAN 8.9, bare stage 18.6, AAN 12.6 img/s (110 / 54 / 101 ms for one
   face); fit_loop 3.93 img/s, ratio to the bare stage 1.03. With 4-step epochs: 7.8 min,
   cpu_share 0.90, bare 4.30, stage 1 4.06, fit_loop 3.89 (ratio 0.904).
+- AMD EPYC (Zen 4, avx512_bf16; auto: mixed_bfloat16), 2026-12-02, `--quick --train-batch 32
+  --precisions mixed_bfloat16 --aan-config configs/300w-aan.yaml`, 81 s, cpu_share 0.72:
+  training bare stage 19.5, stage 1 20.1, stage 2 14.4, AAN (base 16, [2, 2, 2, 2]) 34.7
+  img/s; inference at batch 64 2-stage DAN 35.6, bare stage 73.4, AAN 126.3 img/s (74 / 34
+  / 18 ms for one face); fit_loop 20.7 img/s, ratio to the bare stage 1.07.
 """
 from __future__ import annotations
 
@@ -57,6 +64,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from facealign import config as config_lib
 from facealign.config import AanConfig, DanConfig
 from trainer import dan_layers
 from trainer import precision as precision_choice
@@ -124,10 +132,10 @@ def train_step_fn(model: keras.Model, optimizer=None):
     return step
 
 
-def aan_train_step_fn(model: keras.Model):
+def aan_train_step_fn(model: keras.Model, config: AanConfig | None = None):
     """train_step_fn with the AAN's optimiser (trainer.aan_training: Adam, the L2 weight decay
     in the model's losses, sec. 4.2)."""
-    return train_step_fn(model, aan_optimizer(AanConfig(), 1e-3))
+    return train_step_fn(model, aan_optimizer(config or AanConfig(), 1e-3))
 
 
 def forward_fn(model: keras.Model):
@@ -219,7 +227,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=None,
                         help="precisions to time (default: float32, and mixed_bfloat16 where "
                              "the CPU computes in bfloat16)")
+    parser.add_argument("--aan-config", default=None,
+                        help="a pipeline configuration whose model.aan to time (default: the "
+                             "paper defaults, AanConfig())")
     args = parser.parse_args(argv)
+    aan_config = config_lib.load(args.aan_config).model.aan if args.aan_config else AanConfig()
     flags = sorted(
         precision_choice.cpu_flags() & {"avx2", "avx512f", *precision_choice.BF16_CPU_FLAGS}
     )
@@ -241,7 +253,7 @@ def main(argv=None) -> dict:
     inference_calls, training_calls = {}, {}
     for precision in precisions:
         bare, dan = bare_stage(precision), two_stage_dan(precision, mean_shape)
-        aan_training_model = aan(precision, mean_shape)
+        aan_training_model = aan(precision, mean_shape, aan_config)
         for name, model in (("dan_2_stage", dan), ("bare_stage", bare),
                             ("aan", inference_model(aan_training_model))):
             forward = forward_fn(model)
@@ -256,7 +268,7 @@ def main(argv=None) -> dict:
         set_stage_trainable(frozen_first_stage, 1, False)
         training_calls[(precision, "stage_2")] = (
             train_step_fn(stage_model(frozen_first_stage, 2)), (train_images, train_shapes))
-        training_calls[(precision, "aan")] = (aan_train_step_fn(aan_training_model),
+        training_calls[(precision, "aan")] = (aan_train_step_fn(aan_training_model, aan_config),
                                               (train_images, train_shapes))
 
     inference = fastest_in_rounds(inference_calls, rounds, repeats=1)
@@ -265,6 +277,9 @@ def main(argv=None) -> dict:
     result = {"machine": {"cpu": precision_choice.cpu_model(), "flags": flags,
                           "cpus": os.cpu_count(), "tensorflow": tf.__version__,
                           "keras": keras.__version__, "auto_precision": auto},
+              "aan": {"config": args.aan_config or "AanConfig()",
+                      "base_filters": aan_config.base_filters,
+                      "units_per_block": list(aan_config.units_per_block)},
               "train_batch": train_batch, "rounds": rounds,
               "training_images_per_s": {}, "inference": {}, "ratios": {}}
     for precision in precisions:

@@ -8,6 +8,9 @@
   that moves S0 by the offset of the canonical crop's brightness centroid from
   the frame centre, so on a face pasted on a black canvas it follows the face
   exactly: what the tracking test needs from a model that was never trained.
+- :func:`export_legacy_aan`: a tiny AAN with the interface models had before
+  landmark_spread and the in-graph input checks, for the tests that models
+  already deployed keep working.
 """
 from __future__ import annotations
 
@@ -89,3 +92,63 @@ def export_centroid_model(path, mean_shape):
     model = centroid_model(mean_shape)
     export.export_saved_model(model, mean_shape, str(path), metadata={"model": "centroid"})
     return model, str(path)
+
+
+def export_legacy_aan(path, mean_shape):
+    """A tiny untrained AAN exported as trainer.export did until 2026-11 (pretrained/aan-300w
+    version 1795285831, replaced in issue #14): the signatures answer landmarks and
+    stage_spread only, and nothing in the graph checks the inputs or outputs (a NaN box gives
+    NaN landmarks). The metadata lists those outputs. Returns the path."""
+    import json
+    import os
+
+    import tensorflow as tf
+
+    from facealign import examples as names
+    from facealign.config import AanConfig
+    from trainer import export
+    from trainer.aan_model import build_aan_model, inference_model
+
+    flat = np.full((SIZE, SIZE), 120.0, np.float32)
+    model = inference_model(build_aan_model(mean_shape, flat, flat / 2,
+                                            AanConfig(base_filters=2, embedding_dim=8)))
+    export.export_saved_model(model, mean_shape, str(path), metadata={"model": "legacy-aan"})
+    graph = export.serving_graph(model, mean_shape, SIZE)
+
+    def canonical(image):
+        return {k: v for k, v in graph.canonical(image).items() if k != "landmark_spread"}
+
+    def from_photos(image_bytes, box):
+        scale, centre = graph.fit(box)
+        crops = tf.map_fn(graph.crop_one, (image_bytes, scale, centre),
+                          fn_output_signature=tf.TensorSpec([SIZE, SIZE, 1], tf.uint8))
+        result = canonical(crops)
+        result["landmarks"] = graph.box_fit.points_to_original(result["landmarks"], scale,
+                                                               centre)
+        return result
+
+    def from_examples(examples):
+        parsed = tf.io.parse_example(examples, {
+            names.RAW_IMAGE: tf.io.FixedLenFeature([], tf.string),
+            names.RAW_BOX: tf.io.FixedLenFeature([4], tf.float32)})
+        return from_photos(parsed[names.RAW_IMAGE], parsed[names.RAW_BOX])
+
+    module = tf.Module()
+    module.weights_store = [variable.value for variable in model.variables]
+    signatures = {
+        export.SERVING_SIGNATURE: tf.function(from_photos, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None, 4], tf.float32, name="box")]),
+        export.TF_EXAMPLE_SIGNATURE: tf.function(from_examples, input_signature=[
+            tf.TensorSpec([None], tf.string, name="examples")]),
+        export.CANONICAL_SIGNATURE: tf.function(canonical, input_signature=[
+            tf.TensorSpec([None, SIZE, SIZE, 1], tf.uint8, name="image")])}
+    tf.saved_model.save(module, str(path), signatures=signatures)  # over the current export
+    metadata_path = os.path.join(str(path), "assets.extra", export.METADATA_FILE)
+    with open(metadata_path) as handle:
+        metadata = json.load(handle)
+    for signature in metadata["signatures"].values():
+        signature["outputs"].pop("landmark_spread")
+    with open(metadata_path, "w") as handle:
+        json.dump(metadata, handle, indent=1)
+    return str(path)

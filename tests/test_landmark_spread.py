@@ -1,10 +1,10 @@
 """`landmark_spread`, the per-landmark confidence of the exported signatures: each point's
 distance between the last two stages over S0's box diagonal (stage_spread is its mean; zeros
 for the one-stage AAN), in all three signatures, the metadata, the REST answers and the
-clients; and models exported before it (pretrained/aan-300w) keep working everywhere."""
+clients; and models exported before it (serving.fixtures.export_legacy_aan) keep working
+everywhere."""
 import base64
 import csv
-import pathlib
 
 import numpy as np
 import pytest
@@ -18,10 +18,6 @@ from serving import client, fixtures, server
 from trainer import export
 from trainer.aan_model import build_aan_model, inference_model
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# exported before landmark_spread and the input checks (a published model exported again
-# by the current exporter, as publish.py --re-export does, has both)
-OLD_MODEL = REPO / "pretrained" / "aan-300w"
 SIGNATURES = ("serving_default", "serving_tf_example", "predict_canonical")
 SIZE = fixtures.SIZE
 
@@ -174,14 +170,24 @@ def test_grpc_response_parsing(dan, faces):
 # --- a model exported before landmark_spread and the input checks -------------------------------
 
 @pytest.fixture(scope="module")
-def old_server():
-    local = server.LocalServer(OLD_MODEL, "aan-300w", "127.0.0.1", 0, poll_seconds=60,
+def old_model(shared_data, tmp_path_factory):
+    """A base folder with version 1 in the interface exported before landmark_spread and the
+    input checks (a published model exported again by the current exporter, as publish.py
+    --re-export does, has both)."""
+    base = tmp_path_factory.mktemp("legacy")
+    fixtures.export_legacy_aan(base / "1", fixtures.afw_mean_shape(shared_data))
+    return base
+
+
+@pytest.fixture(scope="module")
+def old_server(old_model):
+    local = server.LocalServer(old_model, "legacy-aan", "127.0.0.1", 0, poll_seconds=60,
                                warmup=False).start()
     yield local
     local.stop()
 
 
-def test_pretrained_model_without_the_output_keeps_working(old_server, faces):
+def test_a_model_without_the_output_keeps_working(old_model, old_server, faces):
     signature = old_server.repository.current.signatures["serving_default"]
     assert set(signature.structured_outputs) == {"landmarks", "stage_spread"}  # the premise
     rest = client.RestClient.from_url(old_server.model_url)
@@ -191,7 +197,7 @@ def test_pretrained_model_without_the_output_keeps_working(old_server, faces):
         assert result.landmarks.shape == (len(faces), 68, 2)
         assert np.isfinite(result.landmarks).all() and result.stage_spread.shape == (len(faces),)
         assert result.landmark_spread is None
-    for aligner in (facealign.load(OLD_MODEL), facealign.load(old_server.model_url)):
+    for aligner in (facealign.load(old_model), facealign.load(old_server.model_url)):
         (face,) = aligner.align(faces[0][0], boxes=faces[0][1])
         assert face.landmarks.shape == (68, 2) and face.landmark_spread is None
         assert 0 <= face.stage_spread < 0.05
@@ -199,7 +205,7 @@ def test_pretrained_model_without_the_output_keeps_working(old_server, faces):
     assert status["state"] == "AVAILABLE"
 
 
-def test_pretrained_model_nan_answers_are_refused_by_the_server(old_server, faces):
+def test_an_unchecked_models_nan_answers_are_refused_by_the_server(old_server, faces):
     """The old graph has no input checks: a NaN box gives NaN landmarks, which the local
     server refuses instead of writing NaN into JSON."""
     rest = client.RestClient.from_url(old_server.model_url)

@@ -130,9 +130,9 @@ def test_aan_config_takes_the_names_and_the_legacy_ones():
     assert config.normalization == "inter_pupil"
     with pytest.raises(ValueError):
         config_lib.AanConfig(normalization="eyes")
-    # the configuration recorded in a pushed model's metadata still loads
-    repo = pathlib.Path(__file__).resolve().parents[1]
-    saved = json.loads(next(repo.glob(
-        "pretrained/aan-300w/*/assets.extra/facealign_metadata.json")).read_text())
-    assert saved["config"]["model"]["aan"]["normalization"] == "corners"
-    assert config_lib.from_dict(saved["config"]).model.aan.normalization == "inter_ocular"
+    # the configuration a model pushed on 2026-11-21 recorded in its metadata still loads
+    # (pretrained/aan-300w version 1795285831, before issue #14 replaced it)
+    saved = json.loads((pathlib.Path(__file__).parent / "data"
+                        / "aan-300w-1795285831-config.json").read_text())
+    assert saved["model"]["aan"]["normalization"] == "corners"
+    assert config_lib.from_dict(saved).model.aan.normalization == "inter_ocular"

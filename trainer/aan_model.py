@@ -29,7 +29,7 @@ What the paper says, what we chose, and why (issue #14):
   receptive field of 82 px (the canonical face spans ~56 px); at base 16
   1.06 GFLOPs an image, 1.9x the 0.56 of the one-unit network without a
   stem and a fifth of DAN stage 1's 5.1, where [3, 4, 6, 3] would be 1.94
-  (training speed on the 2-core CPU still to be measured). A unit costs the
+  (training speed: the next item). A unit costs the
   same FLOPs in every block (the map's side halves as the width doubles),
   so no block is the cheap one to deepen.
   Attention sits after each block's last unit (one map per block, Fig. 4).
@@ -95,7 +95,13 @@ What the paper says, what we chose, and why (issue #14):
   bfloat16; the cosine embedding, the dense output layers and the shape
   additions stay float32.
 - Training speed (issue #14 asks for the DAN's stage-1 speed or the reason
-  it cannot be). It is slower, and in the paper's design it cannot be
+  it cannot be). configs/300w-aan.yaml's network (base 16, [2, 2, 2, 2],
+  stem) on a 2-core AMD Zen 4 (avx512_bf16, mixed_bfloat16, batch 32,
+  `benchmarks/model_speed.py --quick --train-batch 32 --aan-config
+  configs/300w-aan.yaml`, cpu_share 0.72, 2026-12-02): AAN 34.7 img/s,
+  DAN stage 1 20.1, so there it is 1.7x faster (its pipeline run: 38.8
+  img/s at batch 64). On the Intel Xeon (AMX), which runs dense
+  convolutions far faster, the paper's width is slower, and it cannot be
   as fast. One Adam step of batch 64, mixed_bfloat16, 2-core Intel Xeon
   (AMX), fused BatchNorm: DAN stage 1 (Table 1) 76.7 img/s; AAN base 32
   (AanConfig's default) 16.2, base 16 [2, 2, 2, 2] (configs/300w-aan.yaml)
