@@ -104,46 +104,38 @@ def export_legacy_aan(path, mean_shape):
 
     import tensorflow as tf
 
-    from facealign import examples as names
     from facealign.config import AanConfig
     from trainer import export
     from trainer.aan_model import build_aan_model, inference_model
+
+    class LegacyGraph(export._Graph):
+        """The current graph less landmark_spread and every check (from_examples inherited)."""
+
+        def canonical(self, image):
+            return {k: v for k, v in super().canonical(image).items() if k != "landmark_spread"}
+
+        checked_canonical = canonical
+
+        def from_photos(self, image_bytes, box):
+            scale, centre = self.fit(box)
+            crops = tf.map_fn(self.crop_one, (image_bytes, scale, centre),
+                              fn_output_signature=tf.TensorSpec([self.size, self.size, 1],
+                                                                tf.uint8))
+            result = self.canonical(crops)
+            result["landmarks"] = self.box_fit.points_to_original(result["landmarks"], scale,
+                                                                  centre)
+            return result
 
     flat = np.full((SIZE, SIZE), 120.0, np.float32)
     model = inference_model(build_aan_model(mean_shape, flat, flat / 2,
                                             AanConfig(base_filters=2, embedding_dim=8)))
     export.export_saved_model(model, mean_shape, str(path), metadata={"model": "legacy-aan"})
-    graph = export.serving_graph(model, mean_shape, SIZE)
-
-    def canonical(image):
-        return {k: v for k, v in graph.canonical(image).items() if k != "landmark_spread"}
-
-    def from_photos(image_bytes, box):
-        scale, centre = graph.fit(box)
-        crops = tf.map_fn(graph.crop_one, (image_bytes, scale, centre),
-                          fn_output_signature=tf.TensorSpec([SIZE, SIZE, 1], tf.uint8))
-        result = canonical(crops)
-        result["landmarks"] = graph.box_fit.points_to_original(result["landmarks"], scale,
-                                                               centre)
-        return result
-
-    def from_examples(examples):
-        parsed = tf.io.parse_example(examples, {
-            names.RAW_IMAGE: tf.io.FixedLenFeature([], tf.string),
-            names.RAW_BOX: tf.io.FixedLenFeature([4], tf.float32)})
-        return from_photos(parsed[names.RAW_IMAGE], parsed[names.RAW_BOX])
-
-    module = tf.Module()
-    module.weights_store = [variable.value for variable in model.variables]
-    signatures = {
-        export.SERVING_SIGNATURE: tf.function(from_photos, input_signature=[
-            tf.TensorSpec([None], tf.string, name="image_bytes"),
-            tf.TensorSpec([None, 4], tf.float32, name="box")]),
-        export.TF_EXAMPLE_SIGNATURE: tf.function(from_examples, input_signature=[
-            tf.TensorSpec([None], tf.string, name="examples")]),
-        export.CANONICAL_SIGNATURE: tf.function(canonical, input_signature=[
-            tf.TensorSpec([None, SIZE, SIZE, 1], tf.uint8, name="image")])}
-    tf.saved_model.save(module, str(path), signatures=signatures)  # over the current export
+    module = export._ServingModule(model, LegacyGraph(model, np.asarray(mean_shape, np.float32),
+                                                      SIZE))
+    tf.saved_model.save(module, str(path), signatures={  # over the current export's graph
+        export.SERVING_SIGNATURE: module.serving_default,
+        export.TF_EXAMPLE_SIGNATURE: module.serving_tf_example,
+        export.CANONICAL_SIGNATURE: module.predict_canonical})
     metadata_path = os.path.join(str(path), "assets.extra", export.METADATA_FILE)
     with open(metadata_path) as handle:
         metadata = json.load(handle)
