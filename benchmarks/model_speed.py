@@ -231,7 +231,11 @@ def main(argv=None) -> dict:
                         help="a pipeline configuration whose model.aan to time (default: the "
                              "paper defaults, AanConfig())")
     args = parser.parse_args(argv)
-    aan_config = config_lib.load(args.aan_config).model.aan if args.aan_config else AanConfig()
+    try:
+        aan_config = (config_lib.load(args.aan_config).model.aan if args.aan_config
+                      else AanConfig())
+    except config_lib.ConfigError as error:
+        parser.error(f"--aan-config: {error}")
     flags = sorted(
         precision_choice.cpu_flags() & {"avx2", "avx512f", *precision_choice.BF16_CPU_FLAGS}
     )
