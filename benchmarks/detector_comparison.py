@@ -45,20 +45,22 @@ import numpy as np  # noqa: E402
 
 from benchmarks.detector_calibration import MATCH_IOU, limit_threads, read_faces  # noqa: E402
 from components.landmark_example_gen.splits import EVAL, TRAIN, assign_splits  # noqa: E402
+from facealign import config as config_lib  # noqa: E402
 from facealign import metrics  # noqa: E402
 from serving import box_convention  # noqa: E402
 from serving import detector as face_detector  # noqa: E402
 
-HELD_OUT_COUNT, HELD_OUT_SEED = 100, 0   # configs/300w.yaml: data.eval_count, data.seed
+HELD_OUT_CONFIG = REPO / "configs" / "300w.yaml"   # the pipeline that trained pretrained/dan-300w
 FAILURE = 0.08
 SUBSETS = {"afw": "afw (calibration fitted here)", "helen/trainset": "helen (unseen by the "
            "calibration)", "held_out": "held_out (unseen by the model)"}
 
 
 def held_out_ids(all_faces) -> set[str]:
-    """The 100 faces the 300-W pipeline held out for validation (pretrained/dan-300w's)."""
-    splits = assign_splits([(f.face_id, TRAIN) for f in all_faces], HELD_OUT_COUNT,
-                           HELD_OUT_SEED)
+    """The faces the 300-W pipeline held out for validation (pretrained/dan-300w's): its
+    data.eval_count and data.seed, LandmarkExampleGen's assignment."""
+    data = config_lib.load(HELD_OUT_CONFIG).data
+    splits = assign_splits([(f.face_id, TRAIN) for f in all_faces], data.eval_count, data.seed)
     return {face_id for face_id, split in splits.items() if split == EVAL}
 
 

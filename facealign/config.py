@@ -190,6 +190,9 @@ class ModelSection(_Section):
     name: Literal["dan", "aan"] = "dan"
     dan: DanConfig = DanConfig()
     aan: AanConfig = AanConfig()
+    # Serve the mean of the answers on the face and on its mirror image (trainer/flip_average.py):
+    # twice the inference cost; 68-point markups (the mirror permutation). Training is unchanged.
+    flip_average: bool = False
 
 
 class ClusterSection(_Section):

@@ -37,8 +37,14 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components.atomic_pusher.executor import METADATA, add_evaluation  # noqa: E402
+from components.atomic_pusher.executor import (  # noqa: E402
+    METADATA,
+    add_evaluation,
+    measured_batching_parameters,
+    write_batching_parameters,
+)
 from facealign import config as config_lib  # noqa: E402
+from facealign import metrics as metrics_lib  # noqa: E402
 
 EVALUATION_HEADING = "## Evaluation"
 TRANSLATION_UNITS = {"face": "face's width and height",
@@ -95,13 +101,15 @@ def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
     return True
 
 
-def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
+def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path,
+             flip_average: bool | None = None) -> float:
     """Exports a pushed model again with this checkout's exporter; its largest landmark change.
 
     A model trained by an older checkout gets the current serving graph (the
     in-graph input checks and landmark_spread), its weights and metadata
     unchanged; the change is measured through serving_default on the run's
-    held-out faces (the warmup requests) and is bfloat16 noise at most.
+    held-out faces (the warmup requests) and is bfloat16 noise at most, unless
+    flip_average (not None) switches test-time flip averaging on or off.
     """
     import numpy as np
     import tensorflow as tf
@@ -111,7 +119,7 @@ def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path) -> float:
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
     faces = run.warmup_faces([str(splits[-1] / "*")]) if splits else None
-    warm_start.export_again(src, str(dst), faces)
+    warm_start.export_again(src, str(dst), faces, flip_average=flip_average)
     old, new = tf.saved_model.load(str(src)), tf.saved_model.load(str(dst))
     change = 0.0
     for request in export.read_warmup_requests(str(dst)):
@@ -153,10 +161,15 @@ def held_out_examples(root: pathlib.Path) -> list[str]:
 
 def measure(model_dir: pathlib.Path, files: list[str], threshold: float) -> dict:
     """{"all": summary, subset: summary}: the model through its serving signature on the faces."""
+    return measure_with_errors(model_dir, files, threshold)[0]
+
+
+def measure_with_errors(model_dir: pathlib.Path, files: list[str], threshold: float):
+    """(measure's figures, the per-face errors a CED plots)."""
     from components.landmark_evaluator import evaluation
 
     predictions = evaluation.predict(str(model_dir), evaluation.read_examples(files))
-    return evaluation.score(predictions, threshold)
+    return evaluation.score(predictions, threshold), evaluation.headline_errors(predictions)
 
 
 def headline(metrics: dict) -> float:
@@ -304,6 +317,11 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
         io = f", {percent(per_stage_io[stage - 1])} inter-ocular" if per_stage_io else ""
         when = f"After stage {stage}" if model == "dan" else "After training"
         lines.append(f"- {when}: validation NME {percent(nme)} inter-pupil{io}.")
+    if cfg["model"].get("flip_average"):
+        lines.append("- Served with test-time flip averaging (`model.flip_average`): the mean "
+                     "of the network's answers on the face and on its mirror image. The "
+                     "validation NMEs above are the plain network's; the evaluation below is "
+                     "of the averaged model.")
     lines += lineage_lines(metadata)
     if metadata.get("validation_curve"):
         lines.append("- Training curve: `training_curve.png` (validation NME after every epoch "
@@ -355,7 +373,29 @@ def main(argv=None) -> int:
         raise SystemExit(f"{version}: not a facealign SavedModel version (no {METADATA})")
     metadata = json.loads((version / METADATA).read_text())
     report, evaluation_dir = evaluation_of(root, metadata)
+    # --re-export with the config's model.flip_average where the pushed model has the other:
+    # the served graph changes, so it is scored again (as the Evaluator scores) below
+    recorded = bool(metadata["config"]["model"].get("flip_average", False))
+    flip = cfg.model.flip_average if args.re_export and cfg.model.flip_average != recorded \
+        else None
     out = pathlib.Path(args.out)
+    staged = out.parent / f".{out.name}.staged"
+    if flip is not None:
+        shutil.rmtree(staged, ignore_errors=True)
+        change = reexport(version, staged / version.name, root, flip)
+        faces, threshold = held_out_examples(root), cfg.evaluator.failure_threshold
+        measured, errors = measure_with_errors(staged / version.name, faces, threshold)
+        label = "flip-averaged" if flip else "plain"
+        metrics_lib.plot_ced({f"{version.name} served ({label})": errors,
+                              f"{version.name} as pushed": measure_with_errors(
+                                  version, faces, threshold)[1]},
+                             staged / "ced.png", threshold, title=f"{cfg.serving.model_name}")
+        print(f"publish: re-exported with model.flip_average {flip}: landmarks moved at most "
+              f"{change:.3f} px on the warmup requests; {headline(measured):.3f}% (the "
+              f"Evaluator's {headline(report['metrics']):.3f}% as pushed)")
+        report = {**report, "metrics": measured, "reason": (
+            f"{report['reason']} as pushed; served with model.flip_average {flip}, scored "
+            f"again here through serving_tf_example: NME {headline(measured):.3f}%")}
     ours = headline(report["metrics"])
     published = [p for p in out.iterdir() if p.name.isdigit()] if out.exists() else []
     if published:
@@ -365,12 +405,19 @@ def main(argv=None) -> int:
         print(f"publish: {version.name} {ours:.3f}% against the published {published[0].name} "
               f"{theirs:.3f}% on the same faces: {100 * gain:+.1f}%")
         if gain < args.min_improvement:
+            shutil.rmtree(staged, ignore_errors=True)
             raise SystemExit(f"not published: {100 * gain:.1f}% better, "
                              f"{100 * args.min_improvement:.0f}% needed")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    if args.re_export:
+    if flip is not None:
+        shutil.move(str(staged / version.name), str(out / version.name))
+        resaved = False
+        # the Pusher's batching parameters, timed again: the served graph's cost has changed
+        write_batching_parameters(str(out / version.name),
+                                  measured_batching_parameters(str(out / version.name)))
+    elif args.re_export:
         change = reexport(version, out / version.name, root)
         print(f"publish: re-exported with this checkout's exporter; landmarks moved at most "
               f"{change:.3f} px on the warmup requests")
@@ -383,7 +430,9 @@ def main(argv=None) -> int:
     add_evaluation(str(out / version.name), {"split": report["split"],
                                              "metrics": report["metrics"],
                                              "reason": report["reason"]})
-    shutil.copy(evaluation_dir / "ced.png", out / "ced.png")
+    shutil.copy(evaluation_dir / "ced.png" if flip is None else staged / "ced.png",
+                out / "ced.png")
+    shutil.rmtree(staged, ignore_errors=True)
     metadata = json.loads((out / version.name / METADATA).read_text())
     curve_png(metadata, out / "training_curve.png")
     provenance = (f"Pushed by the pipeline as version {version.name} of "
@@ -393,7 +442,10 @@ def main(argv=None) -> int:
                      else "")
                   + ("; exported again here by this checkout's exporter (the in-graph input "
                      "checks and `landmark_spread`), its weights unchanged" if args.re_export
-                     else "") + f". {warmup} warmup requests (real held-out faces).")
+                     else "")
+                  + (f" with `model.flip_average: {str(flip).lower()}`; the evaluation below "
+                     "is of that served graph" if flip is not None else "")
+                  + f". {warmup} warmup requests (real held-out faces).")
     (out / "MODEL_CARD.md").write_text(card(out.name, out / version.name, metadata, report,
                                             frame_of(root), args.config, provenance, args.note))
     print(f"published {version} -> {out / version.name} ({size_mb(out / version.name):.1f} MB)")

@@ -41,6 +41,7 @@ def test_aan_card_names_its_network_and_schedule(publish, tmp_path):
     assert "/10 after 900 and /100 after 2800 steps" in text
     assert "- After training: validation NME 12.00% inter-pupil, 8.40% inter-ocular." in text
     assert "After stage" not in text
+    assert "- Served with test-time flip averaging" in text      # the config turns it on
 
 
 def test_dan_card_lists_each_stage(publish, tmp_path):
@@ -48,6 +49,7 @@ def test_dan_card_lists_each_stage(publish, tmp_path):
     assert "Deep Alignment Network (Kowalski et al. 2017), 2 stages" in text
     assert "- After stage 2: validation NME 8.00% inter-pupil, 5.60% inter-ocular." in text
     assert "bottleneck" not in text
+    assert "flip averaging" not in text
 
 
 def test_missing_eval_split_for_warmup_is_a_clear_error(publish, tmp_path):

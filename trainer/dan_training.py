@@ -48,8 +48,10 @@ def _compiled_stage(model: keras.Model, stage: int, learning_rate: float) -> ker
 def train_stage(model: keras.Model, stage: int, train_data, eval_data,
                 trainer_cfg: TrainerSection, log_dir: str | None = None,
                 verbose="auto", time_budget_s: float | None = None,
-                backup_dir: str | None = None, frozen_mode: str = "inference") -> FitOutcome:
-    """Trains one stage of `model` with all earlier stages frozen (run in frozen_mode)."""
+                backup_dir: str | None = None,
+                frozen_mode: str = DanConfig().frozen_stages) -> FitOutcome:
+    """Trains one stage of `model` with all earlier stages frozen (run in frozen_mode, by
+    default model.dan.frozen_stages' default, so a direct call trains as a pipeline does)."""
     for earlier in range(1, stage):
         set_stage_trainable(model, earlier, False)
         set_frozen_mode(model, earlier, frozen_mode)

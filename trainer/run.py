@@ -12,7 +12,7 @@ import tensorflow as tf
 from facealign import config as config_lib
 from facealign import frame_io, geometry
 from facealign.canonical_example import decode_canonical_example
-from trainer import backup, distribution, export
+from trainer import backup, distribution, export, flip_average, warm_start
 from trainer.fit import training_rate
 from trainer.training import train_model
 
@@ -32,6 +32,8 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
     """
     if init_from is None and cfg.trainer.warm_start not in (NO_WARM_START, LATEST_BLESSED):
         init_from = str(cfg.resolve(cfg.trainer.warm_start))
+    if cfg.model.flip_average:   # refused before hours of training, not at the export
+        flip_average.mirror_permutation_for(len(np.asarray(frame["mean_shape"]).reshape(-1, 2)))
     started = time.monotonic()
     result = train_model(cfg.model, cfg.trainer, train_files, eval_files, frame,
                          seed=cfg.augment.seed, log_dir=log_dir, init_from=init_from,
@@ -67,7 +69,8 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
                "training_data": [s.name for s in cfg.data.sources if s.split == "train"],
                "config": config_lib.component_config(cfg, config_lib.TRAINER_SECTIONS)}
     if distribution.is_chief():   # multi-worker: the chief alone writes the model
-        export.export_saved_model(result.model, frame["mean_shape"], serving_model_dir,
+        served = warm_start.exported_view(result.model, cfg.model)
+        export.export_saved_model(served, frame["mean_shape"], serving_model_dir,
                                   metadata=summary, image_size=frame["image_size"],
                                   warmup_faces=warmup_faces(eval_files))
         if backup_dir and tf.io.gfile.exists(backup_dir):

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from facealign import model_paths
-from trainer import export
+from trainer import export, flip_average
 
 # The settings that decide the shapes of the weights, per model kind.
 ARCHITECTURE_KEYS = {"dan": ("stages", "fc_units", "base_filters", "input_batchnorm"),
@@ -149,14 +149,16 @@ def lineage_of(folder: str, metadata: dict) -> dict:
                                              "cumulative_seconds", "generation")}}
 
 
-def rebuild(path, precision: str | None = "float32"):
+def rebuild(path, precision: str | None = "float32", flip_average: bool | None = None):
     """(Keras model, its exported view, SavedModel folder, metadata) of an exported model.
 
     The architecture comes from the metadata's configuration, the weights from
     the SavedModel (load_weights checks them): a SavedModel back as Keras, for
     exporting it again (other formats, a newer exporter). For an AAN the model
-    is the training model with fresh intermediate heads; the view is the exported one.
+    is the training model with fresh intermediate heads; the view is the exported one
+    (flip-averaged when its configuration says so).
     precision None: the one the model was trained in (as recorded; `auto` resolved here).
+    flip_average: the view with / without test-time flip averaging; None: as recorded.
     """
     from facealign.config import ModelSection
     from trainer.aan_model import build_aan_model, inference_model
@@ -184,7 +186,15 @@ def rebuild(path, precision: str | None = "float32"):
         model = view = build_dan_model(mean_shape, zeros, zeros + 1, model_cfg.dan,
                                        precision=precision)
     load_weights(model, view, folder, model_cfg.model_dump(mode="json"), mean_shape)
-    return model, view, folder, metadata
+    if flip_average is not None:
+        model_cfg = model_cfg.model_copy(update={"flip_average": flip_average})
+    return model, exported_view(view, model_cfg), folder, metadata
+
+
+def exported_view(view: keras.Model, model_cfg) -> keras.Model:
+    """The model as served: `view` flip-averaged when model_cfg.flip_average says so (it reads
+    the same weights in the same order, so loading into `view` loads it)."""
+    return flip_average.flip_averaged(view) if model_cfg.flip_average else view
 
 
 # What the exporter writes itself; exporting again keeps the rest of the metadata.
@@ -193,12 +203,16 @@ EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "ex
                  "warmup_requests", "mean_shape", "evaluation")
 
 
-def export_again(path, out: str, warmup_faces=None) -> str:
+def export_again(path, out: str, warmup_faces=None, flip_average: bool | None = None) -> str:
     """Exports an exported model again with this checkout's exporter (its current serving graph),
-    weights, precision and metadata unchanged; returns `out`."""
-    _, view, _, metadata = rebuild(path, precision=None)
-    export.export_saved_model(view, metadata["mean_shape"], str(out),
-                              metadata={k: v for k, v in metadata.items()
-                                        if k not in EXPORTER_KEYS},
+    weights, precision and metadata unchanged; returns `out`. flip_average True / False
+    serves it with / without test-time flip averaging (recorded as model.flip_average in
+    its metadata's configuration); None keeps its setting."""
+    _, view, _, metadata = rebuild(path, precision=None, flip_average=flip_average)
+    kept = {k: v for k, v in metadata.items() if k not in EXPORTER_KEYS}
+    if flip_average is not None:
+        model = {**metadata["config"]["model"], "flip_average": flip_average}
+        kept["config"] = {**metadata["config"], "model": model}
+    export.export_saved_model(view, metadata["mean_shape"], str(out), metadata=kept,
                               image_size=metadata["image_size"], warmup_faces=warmup_faces)
     return str(out)
