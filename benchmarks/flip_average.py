@@ -59,8 +59,11 @@ def main(argv=None) -> int:
     rows = {}
     for model in args.model:
         with tempfile.TemporaryDirectory() as scratch:
-            rows[model] = {"plain": score(model, files, threshold, False, scratch),
-                           "flip_averaged": score(model, files, threshold, True, scratch)}
+            try:
+                rows[model] = {"plain": score(model, files, threshold, False, scratch),
+                               "flip_averaged": score(model, files, threshold, True, scratch)}
+            except (FileNotFoundError, warm_start.WarmStartError) as exc:
+                parser.error(f"--model {model}: {exc}")
     wall = time.perf_counter() - wall
     result = {"machine": {"cpu": precision_choice.cpu_model(), "cores": os.cpu_count()},
               "faces": len(files), "models": rows,

@@ -8,6 +8,7 @@
   that moves S0 by the offset of the canonical crop's brightness centroid from
   the frame centre, so on a face pasted on a black canvas it follows the face
   exactly: what the tracking test needs from a model that was never trained.
+- :func:`tiny_aan`: an untrained AAN with random weights everywhere, answering per image.
 - :func:`export_legacy_aan`: a tiny AAN with the interface models had before
   landmark_spread and the in-graph input checks, for the tests that models
   already deployed keep working.
@@ -49,6 +50,20 @@ def tiny_dan(mean_shape, seed: int = 0):
     flat = np.full((SIZE, SIZE), 128.0, np.float32)
     return build_dan_model(mean_shape, flat, np.full_like(flat, 64.0),
                            DanConfig(stages=2, base_filters=4, fc_units=16, dropout=0.0))
+
+
+def tiny_aan(mean_shape, config, seed: int = 0):
+    """(training model, exported view) of an AAN of `config` (an AanConfig) with every weight
+    random: the output layers start at zero and would answer S0 whatever the image."""
+    from trainer.aan_model import build_aan_model, inference_model
+
+    flat = np.full((SIZE, SIZE), 128.0, np.float32)
+    model = build_aan_model(mean_shape, flat, flat / 2, config)
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_variables:
+        if not np.any(variable.numpy()):
+            variable.assign(rng.normal(0, 0.01, variable.shape).astype(np.float32))
+    return model, inference_model(model)
 
 
 def export_tiny_dan(path, mean_shape, warmup_faces=None, seed: int = 0, metadata=None):

@@ -14,7 +14,6 @@ from facealign.config import AanConfig, ModelSection
 from facealign.data import read_dataset
 from serving import fixtures
 from trainer import export, litert_export, warm_start
-from trainer.aan_model import build_aan_model, inference_model
 from trainer.flip_average import MirrorMean, MirrorPair, flip_averaged, mirror_permutation_for
 
 SIZE = 112
@@ -34,27 +33,14 @@ def crops(shared_data, s0):
     return litert_export.calibration_crops(records[:4], s0, SIZE, 4).astype(np.float32)
 
 
-def random_aan(s0, config: ModelSection, seed: int = 0):
-    """The exported view of a small AAN with every weight random (the output layers start
-    at zero, which would answer S0 whatever the image)."""
-    flat = np.full((SIZE, SIZE), 128.0, np.float32)
-    model = build_aan_model(s0, flat, flat / 2, config.aan)
-    rng = np.random.default_rng(seed)
-    for variable in model.trainable_variables:
-        if not np.any(variable.numpy()):
-            variable.assign(rng.normal(0, 0.01, variable.shape).astype(np.float32))
-    return model, inference_model(model)
-
-
 AAN = ModelSection(name="aan", flip_average=True,
                    aan=AanConfig(base_filters=4, embedding_dim=16, units_per_block=[1, 1, 1, 1]))
 
 
 def unmirror(points: np.ndarray, width: int = SIZE) -> np.ndarray:
-    """numpy: points found on mirrored images, back on the images (x -> width-1-x, re-indexed)."""
-    back = points[:, landmarks68.mirror_permutation()].copy()
-    back[..., 0] = width - 1 - back[..., 0]
-    return back
+    """numpy: points found on mirrored images, back on the images: mirroring again, as
+    training mirrors them (facealign.canonical.mirror_points; the box is unused here)."""
+    return np.stack([mirror_points(p, [0, 0, 1, 1], width)[0] for p in points])
 
 
 def test_mirror_pair_appends_the_mirror_images():
@@ -75,14 +61,13 @@ def test_mirror_mean_of_an_exact_mirror_answer_is_that_answer():
     """Points whose mirror-image answer is their exact mirror average to themselves."""
     rng = np.random.default_rng(3)
     points = rng.uniform(0, SIZE - 1, (4, 68, 2)).astype(np.float32)
-    mirrored = np.stack([mirror_points(p, [0, 0, 1, 1], SIZE)[0] for p in points])
-    both = tf.constant(np.concatenate([points, mirrored]))
+    both = tf.constant(np.concatenate([points, unmirror(points)]))
     found = MirrorMean(SIZE, landmarks68.mirror_permutation())(both).numpy()
     np.testing.assert_allclose(found, points, atol=1e-4)
 
 
 def test_averaged_model_is_the_mean_of_both_answers_on_real_faces(s0, crops):
-    _, view = random_aan(s0, AAN)
+    _, view = fixtures.tiny_aan(s0, AAN.aan)
     plain = view(tf.constant(crops))["landmarks"].numpy()
     on_mirror = view(tf.constant(crops[:, :, ::-1].copy()))["landmarks"].numpy()
     assert np.abs(unmirror(on_mirror) - plain).max() > 0.1   # not equivariant by itself
@@ -94,7 +79,7 @@ def test_averaged_model_is_the_mean_of_both_answers_on_real_faces(s0, crops):
 
 def test_averaged_model_is_mirror_equivariant(s0, crops):
     """Round trip: the answer on a mirrored face is the mirror of the answer on the face."""
-    _, view = random_aan(s0, AAN, seed=4)
+    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=4)
     averaged = flip_averaged(view)
     on_face = averaged(tf.constant(crops))["landmarks"].numpy()
     on_mirror = averaged(tf.constant(crops[:, :, ::-1].copy()))["landmarks"].numpy()
@@ -109,7 +94,7 @@ def test_markups_without_a_mirror_permutation_are_refused_by_key():
 def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
     """The served signature averages; rebuilt from metadata the view averages too; its
     weights warm-start a plain model and the averaged export of those answers the same."""
-    model, view = random_aan(s0, AAN, seed=5)
+    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=5)
     served = warm_start.exported_view(view, AAN)
     folder = tmp_path / "flip"
     export.export_saved_model(served, s0, str(folder), metadata={
@@ -125,7 +110,7 @@ def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
                                served(tf.constant(crops))["landmarks"].numpy(), atol=5e-3)
 
     plain_cfg = AAN.model_copy(update={"flip_average": False})
-    fresh, fresh_view = random_aan(s0, plain_cfg, seed=6)
+    fresh, fresh_view = fixtures.tiny_aan(s0, plain_cfg.aan, seed=6)
     warm_start.load_weights(fresh, fresh_view, str(folder),
                             plain_cfg.model_dump(mode="json"), s0)
     np.testing.assert_allclose(fresh_view(tf.constant(crops))["landmarks"].numpy(),
@@ -136,7 +121,7 @@ def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
 @pytest.fixture(scope="module")
 def averaged_export(s0, tmp_path_factory):
     """(the served Keras model, its SavedModel folder) of a random flip-averaged AAN."""
-    _, view = random_aan(s0, AAN, seed=7)
+    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=7)
     served = warm_start.exported_view(view, AAN)
     folder = tmp_path_factory.mktemp("averaged") / "flip"
     export.export_saved_model(served, s0, str(folder), metadata={

@@ -180,16 +180,9 @@ def test_onnx_of_a_tiny_dan(shared_data, tmp_path, capsys):
 
 def test_aan_round_trip(shared_data, tmp_path):
     """An AAN (cosine embedding, sigmoid attention) through the export, rebuilt from metadata."""
-    from trainer.aan_model import build_aan_model, inference_model
-
     s0 = fixtures.afw_mean_shape(shared_data)
     config = ModelSection(name="aan", aan=AanConfig(base_filters=4, embedding_dim=16))
-    flat = np.full((112, 112), 128.0, np.float32)
-    model = inference_model(build_aan_model(s0, flat, flat / 2, config.aan))
-    rng = np.random.default_rng(0)
-    for variable in model.trainable_variables:   # untrained output layers start at zero
-        if not np.any(variable.numpy()):
-            variable.assign(rng.normal(0, 0.01, variable.shape).astype(np.float32))
+    _, model = fixtures.tiny_aan(s0, config.aan)
     export.export_saved_model(model, s0, str(tmp_path / "aan"), metadata={
         "model": "aan", "config": {"model": config.model_dump(mode="json")}})
     summary = litert_export.export_tflite(tmp_path / "aan", tmp_path / "aan.tflite")
