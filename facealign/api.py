@@ -5,7 +5,8 @@ one object holding the model and a pluggable face detector, one call per image::
 
     import facealign
 
-    aligner = facealign.load("pretrained/dan-300w")     # or a version folder, or a URL
+    aligner = facealign.load("pretrained/dan-300w")     # or a version folder, a .tflite or
+                                                        # .onnx export, or a URL
     for face in aligner.align("photo.jpg"):             # or bytes, or an RGB array
         face.landmarks     # float32 [68, 2], x, y in the photo's pixels
         face.box           # float32 [4], the box the model started from
@@ -26,13 +27,16 @@ __all__ = ["load", "Aligner", "Face", "InputError", "ModelError", "ImageError", 
            "DetectorUnavailable"]
 
 
-def load(model, face_cascade=None, detector=None, timeout: float = 60.0) -> Aligner:
+def load(model, face_cascade=None, detector=None, timeout: float = 60.0,
+         num_threads: int | None = None) -> Aligner:
     """An Aligner for `model`, whose ``align(image, boxes=None) -> list[Face]`` gives landmarks.
 
     model: a SavedModel folder, a TF Serving base folder (a folder of numbered
-        versions: the newest is loaded), or a REST URL
-        ``http://host:port/v1/models/NAME[/versions/N]`` (TF Serving or
-        `facealign serve`; `timeout` seconds per request).
+        versions: the newest is loaded), a ``.tflite`` (LiteRT) or ``.onnx``
+        file written by `facealign export` with its ``.json`` sidecar beside it
+        (run without TensorFlow, on `num_threads` threads, default the
+        runtime's), or a REST URL ``http://host:port/v1/models/NAME[/versions/N]``
+        (TF Serving or `facealign serve`; `timeout` seconds per request).
     detector: the face detector used when ``align`` gets no boxes: a name,
         "blazeface" (the default: MediaPipe's BlazeFace) or "haar" (OpenCV's
         frontal face cascade), whose boxes are mapped to the 300-W box
@@ -52,4 +56,4 @@ def load(model, face_cascade=None, detector=None, timeout: float = 60.0) -> Alig
     """
     if detector is None or isinstance(detector, str):
         detector_name(detector, face_cascade)  # a bad name fails here, not at the first image
-    return Aligner(open_model(model, timeout), face_cascade, detector)
+    return Aligner(open_model(model, timeout, num_threads), face_cascade, detector)

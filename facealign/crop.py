@@ -18,11 +18,29 @@ The transform is numpy (facealign.canonical, float64) for Augment's
 perturbed crops and TensorFlow inside the serving graph; the one transform
 both need, S0 fitted to a detector box, is `geometry.box_fit_transform` in
 numpy and `BoxFit` here, with a parity test.
+
+Steps 2 and 3 have a numpy twin at the end (`crops_numpy`), for the LiteRT
+and ONNX models (serving/canonical_model.py), which need no TensorFlow: the
+same grey weights and the same bilinear arithmetic, with a parity test
+(tests/test_crop_numpy.py). TensorFlow is imported on first use, so the twin
+runs without it.
 """
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+
+class _TensorFlowOnFirstUse:
+    """Stands for the tensorflow module until first used, then replaces itself with it."""
+
+    def __getattr__(self, name):
+        import tensorflow
+
+        globals()["tf"] = tensorflow
+        return getattr(tensorflow, name)
+
+
+tf = _TensorFlowOnFirstUse()
 
 
 def decode_gray(image_bytes) -> tf.Tensor:
@@ -175,3 +193,120 @@ class BoxFit:
     def points_to_original(self, points, scale, centre):
         """Canonical points [B, N, 2] mapped to the original images."""
         return scale[:, None, None] * (points - self.centre) + centre[:, None, :]
+
+
+# --- the boxes a crop can hold: the serving graph's checks (trainer/export.py), in numpy ------
+
+MIN_BOX_PIXELS = 4.0    # a box narrower or lower than this holds no face to align
+MAX_BOX_TO_IMAGE = 8.0  # nor one wider or higher than this many times the image's longer side
+
+
+def box_problem(box, image_shape) -> str | None:
+    """Why the serving graph would refuse `box` [4] on an image of `image_shape` (H, W, ...),
+    in its words, or None: trainer/export.assert_boxes and assert_box_on_image in numpy."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    height, width = float(image_shape[0]), float(image_shape[1])
+    if not np.all(np.isfinite([x0, y0, x1, y1])):
+        return "is not finite"
+    if x1 < x0:
+        return "is inverted (x1 < x0)"
+    if y1 < y0:
+        return "is inverted (y1 < y0)"
+    if x1 == x0 or y1 == y0:
+        return "is empty (x1 = x0 or y1 = y0)"
+    if x1 - x0 < MIN_BOX_PIXELS or y1 - y0 < MIN_BOX_PIXELS:
+        return (f"is too small ({x1 - x0:g} x {y1 - y0:g} px; the least is "
+                f"{MIN_BOX_PIXELS:g} x {MIN_BOX_PIXELS:g})")
+    if not (x0 < width and x1 > 0 and y0 < height and y1 > 0):
+        return f"does not overlap the {width:g} x {height:g} image"
+    extent = max(x1 - x0, y1 - y0)
+    if extent > MAX_BOX_TO_IMAGE * max(width, height):
+        return (f"is too large for the {width:g} x {height:g} image ({extent:g} px; the most "
+                f"is {MAX_BOX_TO_IMAGE:g} times its longer side)")
+    return None
+
+
+# --- the numpy twin of steps 2 and 3 ---------------------------------------------------------
+
+# tf.image.rgb_to_grayscale's weights (ITU-R BT.601), in RGB order
+GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+def crops_numpy(image, to_original, size: int, channel_order: str = "rgb") -> np.ndarray:
+    """uint8 [K, size, size]: `crops` without TensorFlow, for a uint8 [H, W] or [H, W, 3] array.
+
+    Each output pixel's source position goes through its to_original
+    ([K, 2, 3] or [2, 3], canonical -> original pixels); its four neighbours
+    are read from the colour image, turned grey by the BT.601 weights
+    (float32, unrounded, as step 2) and weighted (1 - fx, fx) x (1 - fy, fy)
+    as ImageProjectiveTransformV3 does, a neighbour outside the image reading 0;
+    then rounded half to even as tf.round. Only the pixels read are converted,
+    not the whole photo. channel_order: "rgb", or "bgr" for an OpenCV image.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+            image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise ValueError(f"images must be uint8 HxW, HxWx1 or HxWx3, got {image.dtype} "
+                         f"{list(image.shape)}")
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    image = image.reshape(image.shape[0], image.shape[1], -1)
+    weights = GRAY_WEIGHTS if channel_order == "rgb" else GRAY_WEIGHTS[::-1].copy()
+    rows = np.asarray(to_original, np.float32).reshape(-1, 6)
+    return np.stack([_crop_numpy(image, weights, row, int(size)) for row in rows])
+
+
+def _grey(pixels, weights) -> np.ndarray:
+    """float32 grey values of uint8 pixels [..., C], as gray_from_array (C = 1: replicated)."""
+    pixels = pixels.astype(np.float32)
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    return pixels @ weights
+
+
+def _axis(start, step, count: int, length: int):
+    """Along one axis: source positions start + step * i -> (floor index, fraction, indices of
+    the two neighbours clipped into [0, length), whether each neighbour is inside)."""
+    position = step * np.arange(count, dtype=np.float32) + start
+    floor = np.floor(position)
+    index = floor.astype(np.int64)
+    neighbours = np.concatenate([index, index + 1])
+    inside = (neighbours >= 0) & (neighbours < length)
+    return position - floor, np.clip(neighbours, 0, length - 1), inside
+
+
+def _crop_numpy(image, weights, row, size: int) -> np.ndarray:
+    """One crop [size, size] through one to_original row (a, b, c, d, e, f)."""
+    height, width = image.shape[:2]
+    if row[1] == 0 and row[3] == 0:
+        # Scale and translation only (S0 fitted to a box: every serving crop): x depends on
+        # the column alone and y on the row alone, so the 2 x size rows and columns read are
+        # taken as one block, without a gather per pixel. The same arithmetic as below.
+        fx, columns, column_inside = _axis(row[2], row[0], size, width)
+        fy, rows, row_inside = _axis(row[5], row[4], size, height)
+        block = _grey(np.take(image[rows], columns, axis=1), weights)
+        block *= row_inside[:, None] & column_inside[None, :]
+        fx, fy = fx[None, :], fy[:, None]
+        top_left, top_right = block[:size, :size], block[:size, size:]
+        bottom_left, bottom_right = block[size:, :size], block[size:, size:]
+    else:
+        grid = np.arange(size, dtype=np.float32)
+        grid_y, grid_x = np.meshgrid(grid, grid, indexing="ij")
+        x = row[0] * grid_x + row[1] * grid_y + row[2]
+        y = row[3] * grid_x + row[4] * grid_y + row[5]
+        x_floor, y_floor = np.floor(x), np.floor(y)
+        fx, fy = x - x_floor, y - y_floor
+        column, line = x_floor.astype(np.int64), y_floor.astype(np.int64)
+        flat = image.reshape(height * width, -1)
+
+        def read(line_at, column_at):
+            inside = (column_at >= 0) & (column_at < width) & (line_at >= 0) & (line_at < height)
+            index = np.clip(line_at, 0, height - 1) * width + np.clip(column_at, 0, width - 1)
+            return _grey(np.take(flat, index, axis=0), weights) * inside
+
+        top_left, top_right = read(line, column), read(line, column + 1)
+        bottom_left, bottom_right = read(line + 1, column), read(line + 1, column + 1)
+    top = (1 - fx) * top_left + fx * top_right
+    bottom = (1 - fx) * bottom_left + fx * bottom_right
+    sampled = (1 - fy) * top + fy * bottom
+    return np.clip(np.round(sampled), 0, 255).astype(np.uint8)

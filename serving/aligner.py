@@ -70,7 +70,7 @@ class Aligner:
         if not len(found):
             return []
         try:
-            prediction = self.model.predict([image.data] * len(found), found)
+            prediction = self.model.predict_image(image, found)
         except ModelError as exc:  # e.g. a box the graph refuses: say which image it was for
             raise ModelError(f"{image.name}: {exc}") from None
         per_point = prediction.landmark_spread

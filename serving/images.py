@@ -11,6 +11,7 @@ as most Python image libraries give them; OpenCV's BGR order stays behind
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 
@@ -21,15 +22,26 @@ from serving.errors import ImageError
 
 # formats tf.io.decode_image reads; anything else OpenCV reads is sent re-encoded
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+# tf.io.decode_image ignores a JPEG's EXIF orientation, so the detector (and the .tflite/.onnx
+# models' crop) must see the pixels as stored too, or their boxes miss the model's face
+DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 @dataclasses.dataclass(frozen=True)
 class Image:
-    """One image, ready for the model (`data`) and for OpenCV (`bgr`)."""
+    """One image, for OpenCV (`bgr`) and for the model (`data`, encoded on first use)."""
 
-    name: str          # the path, or "<bytes>" / "<array>": what error messages call it
-    data: bytes        # JPEG/PNG/BMP/GIF bytes the serving signature decodes
-    bgr: np.ndarray    # uint8 [H, W, 3], BGR
+    name: str            # the path, or "<bytes>" / "<array>": what error messages call it
+    bgr: np.ndarray      # uint8 [H, W, 3], BGR
+    encoded: bytes | None = None   # the file's own bytes, where the signature decodes them
+    encoding: str = ".bmp"         # how `bgr` is encoded when there are none
+
+    @functools.cached_property
+    def data(self) -> bytes:
+        """JPEG/PNG/BMP/GIF bytes the serving signature decodes: the file's own, or `bgr`
+        encoded losslessly. Only a SavedModel or a server needs them: a .tflite or .onnx
+        model (serving/canonical_model.py) crops `bgr` directly, and never pays for this."""
+        return self.encoded if self.encoded is not None else encode_image(self.bgr, self.encoding)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,12 +69,10 @@ def load_image(image, encoding: str = ".png") -> Image:
 
 
 def _from_encoded(data: bytes, name: str, encoding: str) -> Image:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), DECODE_FLAGS) if data else None
     if bgr is None:
         raise ImageError(f"{name}: not an image OpenCV can decode")
-    if not data.startswith(_MAGIC):
-        data = encode_image(bgr, encoding)
-    return Image(name, data, bgr)
+    return Image(name, bgr, data if data.startswith(_MAGIC) else None, encoding)
 
 
 def from_rgb(array: np.ndarray, encoding: str = ".bmp", name: str = "<array>") -> Image:
@@ -80,7 +90,7 @@ def from_rgb(array: np.ndarray, encoding: str = ".bmp", name: str = "<array>") -
 
 def from_bgr(bgr: np.ndarray, encoding: str = ".bmp", name: str = "<frame>") -> Image:
     """An Image from an OpenCV BGR uint8 [H, W, 3] array (a video frame)."""
-    return Image(name, encode_image(bgr, encoding), bgr)
+    return Image(name, bgr, None, encoding)
 
 
 def encode_image(image: np.ndarray, ext: str = ".bmp", quality: int = 95) -> bytes:

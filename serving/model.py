@@ -1,10 +1,13 @@
 """One interface over a facealign model on disk or behind a server.
 
 ``open_model("path")`` loads the SavedModel in-process: a version folder, or
-a TF Serving base folder whose newest version is taken (versions.py);
+a TF Serving base folder whose newest version is taken (versions.py); a
+``.tflite`` or ``.onnx`` file from `facealign export` is run by
+serving/canonical_model.py without TensorFlow;
 ``open_model("http://host:8501/v1/models/NAME")`` sends the same request to
-TF Serving (or ``facealign serve``) over REST. Both have
-``predict(images, boxes) -> client.Prediction`` and raise
+TF Serving (or ``facealign serve``) over REST. All have
+``predict(images, boxes) -> client.Prediction`` (encoded images) and
+``predict_image(image, boxes)`` (one decoded serving.images.Image), and raise
 errors.ModelError naming the model when it cannot be opened or refuses the input.
 """
 from __future__ import annotations
@@ -14,13 +17,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from facealign import model_paths
 from serving import client
 from serving.errors import ModelError
 from serving.rest import tf_error_summary
 from serving.versions import resolve_model_path
 
 
-class LocalModel:
+class _EncodedImages:
+    """predict_image for models whose signature decodes the image itself."""
+
+    def predict_image(self, image, boxes) -> client.Prediction:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return self.predict([image.data] * len(boxes), boxes)
+
+
+class LocalModel(_EncodedImages):
     """A facealign SavedModel loaded in this process (its serving_default signature)."""
 
     remote = False
@@ -53,7 +65,7 @@ class LocalModel:
         return client.Prediction.from_outputs({name: value.numpy() for name, value in out.items()})
 
 
-class RemoteModel:
+class RemoteModel(_EncodedImages):
     """A model behind TF Serving's REST API; ServingErrors become ModelErrors."""
 
     remote = True
@@ -72,11 +84,28 @@ class RemoteModel:
             raise ModelError(f"{exc.url or self.path}: {exc.status}: {exc.message}") from None
 
 
-def open_model(spec, timeout: float = 60.0):
-    """A LocalModel for a folder, a RemoteModel for an http(s):// model URL."""
+def open_model(spec, timeout: float = 60.0, num_threads: int | None = None):
+    """A LocalModel for a folder, a CanonicalModel for a .tflite or .onnx file (on
+    `num_threads` threads; None: the runtime's default), a RemoteModel for an http(s)://
+    model URL."""
     if client.is_model_url(str(spec)):
         return RemoteModel(str(spec), timeout)
+    if model_paths.is_model_file(spec):
+        from serving.canonical_model import CanonicalModel
+
+        return CanonicalModel(spec, num_threads)
     if not pathlib.Path(spec).exists():
-        raise ModelError(f"{spec}: no such model folder (or give "
+        raise ModelError(f"{spec}: no such model folder or .tflite / .onnx file (or give "
                          "http://host:port/v1/models/NAME)")
     return LocalModel(spec)
+
+
+def scored_model(spec):
+    """What the Evaluator's scoring (evaluation.predict) takes for `spec`: the SavedModel
+    folder of a version or base folder (its serving_tf_example signature), a .tflite or
+    .onnx export as the function serving/canonical_model.py scores it with."""
+    if model_paths.is_model_file(spec):
+        from serving.canonical_model import CanonicalModel, example_landmarks
+
+        return example_landmarks(CanonicalModel(spec))
+    return str(resolve_model_path(spec))

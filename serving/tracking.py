@@ -118,7 +118,7 @@ class Tracker:
         return boxes[0] if len(boxes) else None
 
     def _predict(self, image, box):
-        result = self.aligner.model.predict([image.data], box[None])
+        result = self.aligner.model.predict_image(image, box[None])
         return result.landmarks[0], float(result.stage_spread[0])
 
     def step(self, index: int, frame) -> dict:

@@ -55,8 +55,8 @@ CANONICAL_SIGNATURE = "predict_canonical"
 
 # --- what the graph refuses: INVALID_ARGUMENT naming the instance, under TF Serving too -------
 
-MIN_BOX_PIXELS = 4.0    # a box narrower or lower than this holds no face to align
-MAX_BOX_TO_IMAGE = 8.0  # nor one wider or higher than this many times the image's longer side
+# The bounds a box must keep (facealign/crop.py, where the numpy twin of these checks is too)
+MIN_BOX_PIXELS, MAX_BOX_TO_IMAGE = crop.MIN_BOX_PIXELS, crop.MAX_BOX_TO_IMAGE
 # The first bytes of each format tf.io.decode_image reads (JPEG, PNG, GIF, BMP, WebP, JPEG XL):
 # other bytes are refused, naming their instance, before the decoder (whose errors cannot).
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM", b"RIFF", b"\xff\x0a",

@@ -57,7 +57,6 @@ DEFAULT_CALIBRATION_FACES = 100
 # Quantised to int8 under "int8": the weighted layers and pooling of the conv/dense stacks.
 INT8_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
                       "AVERAGE_POOL_2D"})
-SIDECAR_SUFFIX = ".json"   # model.tflite -> model.tflite.json, model.onnx -> model.onnx.json
 
 
 class ExportError(ValueError):
@@ -224,7 +223,8 @@ def write_model_files(out, content: bytes, info: dict) -> dict:
     """Writes the model file `out` and `out`.json (info); returns info plus "out" and "bytes"."""
     out = os.fspath(out)
     _write_atomically(out, content)
-    _write_atomically(out + SIDECAR_SUFFIX, (json.dumps(info, indent=1) + "\n").encode())
+    sidecar_text = json.dumps(info, indent=1) + "\n"
+    _write_atomically(out + model_paths.SIDECAR_SUFFIX, sidecar_text.encode())
     return {"out": out, "bytes": len(content), **info}
 
 

@@ -75,14 +75,18 @@ def serving_landmarks(saved_model_dir: str) -> Callable[[list[bytes]], np.ndarra
     return landmarks
 
 
-def predict(saved_model_dir: str, serialized_examples: Iterable[bytes],
-            batch_size: int = BATCH_SIZE,
+def predict(model: str | Callable[[list[bytes]], np.ndarray],
+            serialized_examples: Iterable[bytes], batch_size: int = BATCH_SIZE,
             progress: Callable[[Iterable], Iterable] | None = None) -> Predictions:
     """Landmarks for raw tf.Examples through the serving signature, with their annotations.
 
+    model: a SavedModel folder (its serving_tf_example signature), or a function
+    of the same contract as serving_landmarks' (serialized raw tf.Examples ->
+    landmarks [B, N, 2] in the photos' pixels), e.g. for a .tflite or .onnx
+    export (serving.canonical_model.example_landmarks).
     progress: optional wrapper of the batch iterator (e.g. tqdm) for a command line.
     """
-    landmarks_of = serving_landmarks(saved_model_dir)
+    landmarks_of = model if callable(model) else serving_landmarks(model)
     predicted, truth, subsets, face_ids = [], [], [], []
     batches = _batches(serialized_examples, batch_size)
     for batch in (progress(batches) if progress else batches):

@@ -5,7 +5,9 @@ bytes + detector box) and scored by the Evaluator's own code
 (components/landmark_evaluator/evaluation.py) through the model's
 `serving_tf_example` signature, exactly as a TF Serving consumer would call
 it, so the figures describe the deployed artefact and match what the
-pipeline's Evaluator blesses on the same faces.
+pipeline's Evaluator blesses on the same faces. A .tflite or .onnx export
+is scored the same way through serving/canonical_model.py (the crop in
+numpy, the file's network, the points mapped back).
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from facealign.errors import UserError
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("evaluate", help="evaluate an exported model on a dataset folder")
-    parser.add_argument("--model", required=True, help="SavedModel folder")
+    parser.add_argument("--model", required=True,
+                        help="SavedModel folder, TF Serving base folder, or a .tflite / .onnx "
+                             "export (with its .json sidecar)")
     parser.add_argument("--data", required=True, help="dataset root (300-W layout)")
     parser.add_argument("--boxes", action="append", default=[],
                         help="face-detector box CSV (repeatable); faces without one use "
@@ -37,6 +41,8 @@ def run(args) -> int:
     from facealign import metrics
     from facealign.data import read_dataset
     from facealign.raw_example import record_to_example
+    from serving.errors import ModelError
+    from serving.model import scored_model
 
     records, report = read_dataset(args.data, format=args.format, boxes=args.boxes,
                                    annotations=args.annotations)
@@ -46,10 +52,10 @@ def run(args) -> int:
         raise UserError(f"{args.data}: no usable face to evaluate")
     try:
         predictions = evaluation.predict(
-            args.model, (record_to_example(r) for r in records),
+            scored_model(args.model), (record_to_example(r) for r in records),
             progress=lambda batches: tqdm(batches, desc="evaluate", unit="batch",
                                           total=-(-len(records) // evaluation.BATCH_SIZE)))
-    except evaluation.EvaluationError as exc:
+    except (evaluation.EvaluationError, ModelError) as exc:
         raise UserError(str(exc)) from None
     result = evaluation.score(predictions, args.threshold)["all"]
     print(json.dumps(result, indent=2))

@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from facealign import model_paths
     from facealign.data import read_dataset
     from trainer import litert_export
 
@@ -72,5 +73,5 @@ def run(args) -> int:
     ops = result["operators"]
     print(f"export: wrote {result['out']} ({result['bytes'] / 1e6:.1f} MB, {args.quantize}; "
           f"{sum(ops.values())} ops of {len(ops)} kinds: {', '.join(ops)}) and "
-          f"{result['out']}{litert_export.SIDECAR_SUFFIX}")
+          f"{result['out']}{model_paths.SIDECAR_SUFFIX}")
     return 0

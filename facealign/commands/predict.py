@@ -1,7 +1,8 @@
 """`facealign predict`: landmarks of the faces in some images, from a model folder or a server.
 
 --model is a SavedModel folder or a TF Serving base folder (its newest version;
-run in this process) or a model URL ``http://host:port/v1/models/NAME[/versions/N]``
+run in this process), a .tflite or .onnx export of `facealign export` (run in
+this process by serving/canonical_model.py, no TensorFlow) or a model URL ``http://host:port/v1/models/NAME[/versions/N]``
 (TF Serving or `facealign serve`; the same serving_default request over REST).
 
 Faces: with --box, that one box in every image; without, every face the
@@ -25,8 +26,8 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="landmarks of the faces in images")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", required=True,
-                        help="SavedModel folder, TF Serving base folder (newest version) or "
-                             "http://host:port/v1/models/NAME")
+                        help="SavedModel folder, TF Serving base folder (newest version), "
+                             ".tflite / .onnx export or http://host:port/v1/models/NAME")
     parser.add_argument("--json", dest="json_out",
                         help="write the results here (default: print them)")
     parser.add_argument("--overlay", help="PNG with the points and boxes drawn; with several "

@@ -1,0 +1,96 @@
+"""facealign/crop.py's numpy twin against its TensorFlow crop: the same pixels on real photos,
+for the box fits serving uses and for arbitrary affines, and its box checks against the
+serving graph's."""
+import cv2
+import numpy as np
+import pytest
+
+from facealign import crop, geometry
+from facealign.data import read_dataset
+
+
+def random_affines(rng, count: int, width: int, height: int) -> np.ndarray:
+    """[count, 2, 3]: rotation, scale, shear, and translations that put part or all of the
+    crop outside the image (the constant fill)."""
+    angle, scale = rng.uniform(-np.pi, np.pi, count), rng.uniform(0.3, 5.0, count)
+    matrices = np.zeros((count, 2, 3))
+    matrices[:, 0, 0], matrices[:, 0, 1] = scale * np.cos(angle), -scale * np.sin(angle)
+    matrices[:, 1, 0], matrices[:, 1, 1] = scale * np.sin(angle), scale * np.cos(angle)
+    matrices[:, 0, 1] += rng.normal(0, 0.3, count)
+    matrices[:, 0, 2] = rng.uniform(-0.5 * width, width, count)
+    matrices[:, 1, 2] = rng.uniform(-0.5 * height, height, count)
+    return matrices
+
+
+@pytest.fixture(scope="module")
+def faces(shared_data):
+    records, _ = read_dataset(shared_data / "300w" / "afw",
+                              boxes=[shared_data / "300w" / "boxes" / "afw.csv"])
+    return records[:4]
+
+
+def box_fits(record, rng) -> np.ndarray:
+    """S0 (here: the face's own annotation) fitted to its box and to boxes grown, shrunk and
+    moved off the photo's edges: the axis-aligned transforms every serving crop uses."""
+    x0, y0, x1, y1 = record.box
+    boxes = [record.box, [x0 - 400, y0 - 300, x1 + 500, y1 + 600],
+             [x0 + 30, y0 + 30, x0 + 60, y0 + 55], [x0 - 1000, y0, x1 - 1000, y1]]
+    boxes += [record.box + rng.normal(0, 20, 4) for _ in range(3)]
+    return np.stack([geometry.box_fit_transform(record.landmarks, box) for box in boxes])
+
+
+def test_same_pixels_as_tensorflow_on_real_photos(faces):
+    rng = np.random.default_rng(0)
+    compared = outside = 0
+    for record in faces:
+        rgb = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
+        height, width = rgb.shape[:2]
+        transforms = np.concatenate([box_fits(record, rng),
+                                     random_affines(rng, 6, width, height)])
+        for image, order in ((rgb, "rgb"), (rgb[..., ::-1].copy(), "bgr"), (rgb[..., 1], "rgb"),
+                             (rgb[..., 1:2], "rgb")):
+            expected = crop.crops(image if order == "rgb" else rgb, transforms, 112)
+            found = crop.crops_numpy(image, transforms, 112, order)
+            assert found.dtype == np.uint8 and found.shape == expected.shape == (13, 112, 112)
+            np.testing.assert_array_equal(found, expected)
+            compared += found.size
+            outside += np.sum(expected == 0)
+    assert compared == 4 * 4 * 13 * 112 * 112
+    assert 0.05 < outside / compared < 0.8      # the constant fill was exercised, and the photo
+
+
+def test_one_transform_and_a_batch_agree(faces):
+    record = faces[0]
+    rgb = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
+    transforms = box_fits(record, np.random.default_rng(1))
+    batch = crop.crops_numpy(rgb, transforms, 64)
+    np.testing.assert_array_equal(crop.crops_numpy(rgb, transforms[2], 64)[0], batch[2])
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((8, 8), np.float32), "must be uint8"),
+    (np.zeros((8, 8, 4), np.uint8), "HxWx3"),
+    (np.zeros((8,), np.uint8), "HxWx3")])
+def test_bad_images_are_named(image, message):
+    with pytest.raises(ValueError, match=message):
+        crop.crops_numpy(image, np.eye(2, 3), 16)
+
+
+def test_bad_channel_order_is_named():
+    with pytest.raises(ValueError, match="channel_order"):
+        crop.crops_numpy(np.zeros((8, 8, 3), np.uint8), np.eye(2, 3), 16, "rgba")
+
+
+@pytest.mark.parametrize("box, reason", [
+    ([10, 10, float("nan"), 50], "is not finite"),
+    ([50, 10, 10, 50], "is inverted (x1 < x0)"),
+    ([10, 50, 50, 10], "is inverted (y1 < y0)"),
+    ([10, 10, 10, 50], "is empty"),
+    ([10, 10, 13, 50], "is too small (3 x 40 px; the least is 4 x 4)"),
+    ([700, 10, 800, 50], "does not overlap the 640 x 480 image"),
+    ([-3000, -3000, 3000, 3000], "is too large for the 640 x 480 image (6000 px; the most is 8 "
+                                 "times its longer side)"),
+    ([100, 100, 104, 104], None),                  # the least a box may be
+    ([-2240, -2240, 2880, 2880], None)])           # the most: 8 x 640
+def test_box_problem_words_the_graphs_refusals(box, reason):
+    assert crop.box_problem(box, (480, 640, 3)) == reason
