@@ -4,7 +4,9 @@ The landmark models were trained from the 300-W face-detector boxes
 (../shared/data/300w/boxes/*.csv). For every face of the chosen subsets of
 the shared 300-W photos (default: AFW, 337 faces; HELEN is left for
 benchmarks/detector_comparison.py to measure on), each detector runs
-uncalibrated on the photo; the detection overlapping the face's CSV box most
+uncalibrated on the photo: every BlazeFace model alone (blazeface-short, -back,
+-full; the default "blazeface" maps each of its stages' boxes by its model's
+calibration) and haar. The detection overlapping the face's CSV box most
 is its match if the IoU is >= 0.3 (raw boxes are in another convention). A
 BoxCalibration (serving/box_convention.py: centre offset and scale relative
 to the detector box) is fitted to the matches by least squares; then the
@@ -12,7 +14,7 @@ faces are matched again with the mapped boxes at IoU >= 0.5, which drops
 detections of a neighbouring face, and the calibration is fitted once more.
 It prints a table, the constants to paste into serving/detector.py, and JSON.
 
-  python benchmarks/detector_calibration.py                  # AFW, ~1.5 min on one core
+  python benchmarks/detector_calibration.py                  # AFW, ~1 min on one core
   python benchmarks/detector_calibration.py --subsets afw helen/trainset
 """
 from __future__ import annotations
@@ -37,7 +39,11 @@ from serving import detector as face_detector  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "300w"
 BOX_CSVS = ("afw.csv", "helen_trainset.csv")
 RAW_MATCH_IOU, MATCH_IOU = 0.3, 0.5
-CONSTANT_NAMES = {"blazeface": "BLAZEFACE_TO_300W", "haar": "HAAR_TO_300W"}
+# every detector with one calibration: each BlazeFace variant (the default "blazeface" cascade
+# maps each stage's boxes by its variant's) and the Haar cascade
+CONSTANT_NAMES = {**{name: f"BLAZEFACE_{variant.upper()}_TO_300W"
+                     for name, variant in face_detector.VARIANT_NAMES.items()},
+                  "haar": "HAAR_TO_300W"}
 
 
 def read_faces(subsets, data=DATA):
@@ -102,8 +108,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subsets", nargs="+", default=["afw"],
                         help="300-W subsets to fit on (afw, helen/trainset; default afw)")
-    parser.add_argument("--detectors", nargs="+", default=list(face_detector.NAMES),
-                        choices=face_detector.NAMES)
+    parser.add_argument("--detectors", nargs="+", default=list(CONSTANT_NAMES),
+                        choices=list(CONSTANT_NAMES))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     limit_threads(args.threads)
@@ -119,10 +125,10 @@ def main(argv=None):
         result["detectors"][name] = {
             "detector": raw_detector.name, "seconds_per_photo": round(seconds, 4),
             **{k: round(v, 4) for k, v in vars(calibration).items()}, **fitted}
-    print(f"\n{'detector':10} {'faces':>6} {'dx':>8} {'dy':>8} {'sx':>8} {'sy':>8} "
+    print(f"\n{'detector':16} {'faces':>6} {'dx':>8} {'dy':>8} {'sx':>8} {'sy':>8} "
           f"{'IoU raw':>8} {'IoU after':>9}")
     for name, row in result["detectors"].items():
-        print(f"{name:10} {row['faces']:>6} {row['dx']:>8.4f} {row['dy']:>8.4f} "
+        print(f"{name:16} {row['faces']:>6} {row['dx']:>8.4f} {row['dy']:>8.4f} "
               f"{row['sx']:>8.4f} {row['sy']:>8.4f} {row['mean_iou_raw']:>8.3f} "
               f"{row['mean_iou_after']:>9.3f}")
     print()

@@ -1,7 +1,8 @@
 """The face detectors of serving/detector.py on the shared 300-W photos: detection rate and NME.
 
 For every face of the shared 300-W training photos (AFW 337 + HELEN 870
-faces; `--limit` takes every n-th) each detector runs on the photo as
+faces; `--limit` takes every n-th) each detector (default: blazeface and
+haar; `--detectors` takes any name of serving/detector.py) runs on the photo as
 `facealign predict` runs it. Its detection of the annotated face is the box
 overlapping the face's 300-W box (the CSV box the model was trained from) by
 IoU >= 0.5 once mapped to the 300-W convention; no such box: a miss. The
@@ -78,9 +79,8 @@ def box_sources(faces, detectors):
         for face in faces:
             image = cv2.imread(str(face.image_path))
             start = time.perf_counter()
-            found = np.asarray(detector.raw.detect(image), np.float32).reshape(-1, 4)
+            found, mapped = detector.raw_and_mapped(image)  # the default: its answering stage's
             spent += time.perf_counter() - start
-            mapped = detector.calibration.apply(found)
             best = box_convention.match(mapped, face.box, MATCH_IOU)
             calibrated.append(None if best is None else mapped[best])
             raw.append(None if best is None else found[best])
@@ -89,6 +89,13 @@ def box_sources(faces, detectors):
         print(f"detector_comparison: {name}: found {sum(b is not None for b in calibrated)}"
               f"/{len(faces)} faces, {1000 * seconds[name]:.1f} ms a photo", flush=True)
     return sources, seconds
+
+
+def calibrations(detector) -> dict:
+    """The detector's BoxCalibration as a dict, or {stage: dict} for the staged default."""
+    if hasattr(detector, "stages"):
+        return {stage.label: vars(stage.calibration) for stage in detector.stages}
+    return vars(detector.calibration)
 
 
 def face_errors(aligner, faces, sources) -> dict[str, np.ndarray]:
@@ -130,12 +137,12 @@ def print_table(result) -> None:
     for subset, summary in result["subsets"].items():
         print(f"\n{SUBSETS[subset]}: {summary['faces']} faces, {summary['common_faces']} found "
               f"by every detector")
-        print(f"  {'box from':16} {'found':>15} {'NME (own)':>10} {'fail@0.08':>9} "
+        print(f"  {'box from':22} {'found':>15} {'NME (own)':>10} {'fail@0.08':>9} "
               f"{'NME (common)':>12} {'fail@0.08':>9}")
         for name, row in summary["sources"].items():
             def pct(v):
                 return "-" if v is None else f"{100 * v:.2f}%"
-            print(f"  {name:16} {row['found']:>6} ({pct(row['detection_rate']):>7}) "
+            print(f"  {name:22} {row['found']:>6} ({pct(row['detection_rate']):>7}) "
                   f"{pct(row['nme']):>10} {pct(row['failure_rate']):>9} "
                   f"{pct(row['nme_common']):>12} {pct(row['failure_rate_common']):>9}")
 
@@ -143,7 +150,7 @@ def print_table(result) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "pretrained" / "dan-300w"))
-    parser.add_argument("--detectors", nargs="+", default=list(face_detector.NAMES),
+    parser.add_argument("--detectors", nargs="+", default=[face_detector.DEFAULT, "haar"],
                         choices=face_detector.NAMES)
     parser.add_argument("--limit", type=int, default=1, help="take every n-th face (default 1)")
     parser.add_argument("--threads", type=int, default=1)
@@ -168,7 +175,7 @@ def main(argv=None):
         "model": args.model, "faces": len(faces), "every_nth": args.limit,
         "match_iou": MATCH_IOU, "failure_threshold": FAILURE,
         "detectors": {name: {"detector": detector.name,
-                             "calibration": vars(detector.calibration),
+                             "calibration": calibrations(detector),
                              "ms_per_photo": round(1000 * seconds[name], 2)}
                       for name, detector in detectors.items()},
         "subsets": {subset: summarise(errors, members, detectors)

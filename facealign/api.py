@@ -38,7 +38,9 @@ def load(model, face_cascade=None, detector=None, timeout: float = 60.0,
         runtime's), or a REST URL ``http://host:port/v1/models/NAME[/versions/N]``
         (TF Serving or `facealign serve`; `timeout` seconds per request).
     detector: the face detector used when ``align`` gets no boxes: a name,
-        "blazeface" (the default: MediaPipe's BlazeFace) or "haar" (OpenCV's
+        "blazeface" (the default: MediaPipe's BlazeFace, its short-range model,
+        then for small faces its back-camera model and tiles), "blazeface-short",
+        "blazeface-back", "blazeface-full" (one model alone) or "haar" (OpenCV's
         frontal face cascade), whose boxes are mapped to the 300-W box
         convention the models were trained on (serving/detector.py); or any
         object with ``detect(bgr_uint8_image) -> float [K, 4]`` boxes, largest

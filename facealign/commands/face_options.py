@@ -7,7 +7,10 @@ from facealign.errors import UserError
 def add_face_options(parser, box_help: str, cascade_help: str) -> None:
     parser.add_argument("--box", help=box_help)
     parser.add_argument("--detector", metavar="NAME",
-                        help="face detector: blazeface (default) or haar; see serving/detector.py")
+                        help="face detector: blazeface (default: BlazeFace's short-range model, "
+                             "then its back-camera model and tiles for small faces), "
+                             "blazeface-short, blazeface-back, blazeface-full (one model alone) "
+                             "or haar; see serving/detector.py")
     parser.add_argument("--face-cascade", help=cascade_help)
 
 
