@@ -8,7 +8,7 @@ COMPAT_WHEELS := build/compat-wheels
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 COMPAT := $(wildcard compat/glibc239/*.py compat/glibc239/shim.*)
 
-.PHONY: setup demo lint test test-fast clean mariadb
+.PHONY: setup demo lint test test-fast clean mariadb peers
 
 setup: $(STAMP)
 
@@ -32,12 +32,21 @@ lint: setup
 # pipeline runs are mostly one busy Python thread, so the suite takes about half as long
 # on 2 cores (42 -> 21 min, Zen 3). --durations: the slowest tests, to keep CI (install
 # included) under 30 min.
-test: setup mariadb
+test: setup mariadb peers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # The quick part, for iterating: no pipeline runs, nothing marked slow.
 test-fast: setup mariadb
 	$(BIN)/python -m pytest -q -m "not e2e and not slow" tests
+
+# dlib, for benchmarks/peer_comparison.py and its test: setup.py's "peers" extra, a benchmark-only
+# dependency (never a runtime one), installed into the venv for the tests.
+PEERS_STAMP := $(VENV)/.facealign-peers
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP)
+	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -e '.[peers]'
+	@touch $@
 
 # MariaDB's server, for tests/test_metadata_mysql.py (pipeline.mysql), which starts a private
 # instance of it; installed with apt (as root, else with sudo) when no mariadbd / mysqld is found.

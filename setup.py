@@ -27,5 +27,8 @@ setuptools.setup(
         "opencv-python-headless>=4.8,<5",  # 5.0 dropped CascadeClassifier and the cascades
         "tqdm>=4.66",
     ],
+    # Benchmark-only peers, never a runtime dependency: `pip install -e .[peers]` for
+    # benchmarks/peer_comparison.py's dlib rows (dlib's prebuilt wheel and its 68-point model).
+    extras_require={"peers": ["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0"]},
     entry_points={"console_scripts": ["facealign=facealign.cli:main"]},
 )
