@@ -45,7 +45,7 @@ def test_aan_card_names_its_network_and_schedule(publish, tmp_path):
 
 
 def test_dan_card_lists_each_stage(publish, tmp_path):
-    text = _card(publish, tmp_path, "configs/300w.yaml", [0.15, 0.08])
+    text = _card(publish, tmp_path, "configs/300w-fast.yaml", [0.15, 0.08])   # a plain DAN
     assert "Deep Alignment Network (Kowalski et al. 2017), 2 stages" in text
     assert "- After stage 2: validation NME 8.00% inter-pupil, 5.60% inter-ocular." in text
     assert "bottleneck" not in text
