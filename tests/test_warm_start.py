@@ -111,3 +111,25 @@ def test_a_model_of_other_shapes_but_the_same_recorded_settings_is_refused(paren
     config["dan"]["stages"] = 1
     with pytest.raises(warm_start.WarmStartError, match="weights, this model"):
         warm_start.load_weights(model, model, str(fake), config, metadata["mean_shape"])
+
+
+def test_a_dan_cut_short_keeps_its_first_stages(crops):
+    """rebuild(stages=1): stage 1 alone, answering what the whole cascade's stage 1 answers
+    (a weight read from stage 2 would move the points by pixels)."""
+    fast = "pretrained/dan-300w-fast"
+    whole, _, _, metadata = warm_start.rebuild(fast)
+    cut, _, folder, _ = warm_start.rebuild(fast, stages=1)
+    assert metadata["config"]["model"]["dan"]["stages"] == 2
+    assert sorted(cut.output) == ["landmarks", "stage_1"]
+    assert len(cut.weights) < len(whole.weights)
+    images = tf.constant(crops, tf.float32)
+    expected = whole(images, training=False)
+    found = cut(images, training=False)
+    np.testing.assert_allclose(found["landmarks"].numpy(), expected["stage_1"].numpy(),
+                               atol=1e-3)
+    assert np.abs(expected["landmarks"] - expected["stage_1"]).max() > 0.1   # stage 2 moves them
+    for path, stages, what in ((fast, 3, "a 2-stage DAN"),
+                               ("pretrained/aan-300w", 1, "model 'aan', not a DAN")):
+        with pytest.raises(warm_start.WarmStartError,
+                           match=f"cannot keep the first {stages} stage.*it is {what}"):
+            warm_start.rebuild(path, stages=stages)

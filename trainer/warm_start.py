@@ -11,7 +11,10 @@ architecture recorded in the parent's metadata first, so a mismatch is an
 error naming the difference instead of a silently scrambled model.
 
 A DAN parent with fewer stages grows the cascade, as the paper trains it:
-its stages are loaded and kept, and only the new stages train.
+its stages are loaded and kept, and only the new stages train. The other way,
+`rebuild(..., stages=K)` cuts an exported DAN short to its first K stages (to
+serve or time stage 1 alone; never to train): the same weights, read first in
+the same order, the later stages left out.
 """
 from __future__ import annotations
 
@@ -35,8 +38,12 @@ class WarmStartError(ValueError):
 
 
 def architecture_differences(parent: dict, model_cfg: dict, num_landmarks: int,
-                             image_size: int) -> list[str]:
-    """What differs between a parent's metadata and the model about to be trained."""
+                             image_size: int, first_stages: bool = False) -> list[str]:
+    """What differs between a parent's metadata and the model about to be trained.
+
+    first_stages: the model is a DAN of the parent's first stages only (fewer stages are
+    no difference then).
+    """
     theirs = (parent.get("config") or {}).get("model") or {}
     kind = model_cfg["name"]
     found = []
@@ -53,6 +60,9 @@ def architecture_differences(parent: dict, model_cfg: dict, num_landmarks: int,
         here = model_cfg[kind].get(key, LEGACY_DEFAULTS.get(key))
         if kind == "dan" and key == "stages" and there is not None and there < here:
             continue                            # growing the cascade
+        if kind == "dan" and key == "stages" and first_stages and there is not None \
+                and there > here:
+            continue                            # the parent cut short
         if kind == "dan" and key == "input_batchnorm" and grown_stages(parent, model_cfg) == 1:
             continue                            # stage 1 has no input BatchNorm
         if there != here:
@@ -80,7 +90,7 @@ def _read_order(model: keras.Model, mean_shape, image_size: int) -> list:
 
 
 def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cfg: dict,
-                 mean_shape) -> dict:
+                 mean_shape, first_stages: bool = False) -> dict:
     """Copies the weights of the SavedModel at `path` (a version or a base folder) into `model`.
 
     inference: the exported view of `model` (the same model for a DAN; the
@@ -88,12 +98,15 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
     Returns the parent's lineage entry for the new model's metadata; its
     "kept_stages" says how many leading DAN stages came from a parent with
     fewer stages (they are not trained again), else 0.
+    first_stages: `model` may be a DAN with fewer stages than the parent: it gets the
+    parent's first stages (rebuild's `stages`), the later ones are left out.
     """
     folder = model_paths.resolve_model_dir(path)
     metadata = export.read_metadata(folder)
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     image_size = int(inference.inputs[0].shape[1])
-    differences = architecture_differences(metadata, model_cfg, len(mean_shape), image_size)
+    differences = architecture_differences(metadata, model_cfg, len(mean_shape), image_size,
+                                           first_stages)
     if differences:
         raise WarmStartError(f"cannot warm-start from {folder}: " + "; ".join(differences))
     loaded = tf.saved_model.load(folder)   # kept referenced: its variables die with it
@@ -102,6 +115,8 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
     kept = grown_stages(metadata, model_cfg)
     if kept:   # the parent's stages are read first, in the same order
         ours = ours[:len(theirs)]
+    elif first_stages:   # ours are the parent's first stages, read first
+        theirs = theirs[:len(ours)]
     if len(theirs) != len(ours):
         raise WarmStartError(f"cannot warm-start from {folder}: it has {len(theirs)} weights, "
                              f"this model {len(ours)}")
@@ -149,7 +164,8 @@ def lineage_of(folder: str, metadata: dict) -> dict:
                                              "cumulative_seconds", "generation")}}
 
 
-def rebuild(path, precision: str | None = "float32", flip_average: bool | None = None):
+def rebuild(path, precision: str | None = "float32", flip_average: bool | None = None,
+            stages: int | None = None):
     """(Keras model, its exported view, SavedModel folder, metadata) of an exported model.
 
     The architecture comes from the metadata's configuration, the weights from
@@ -159,6 +175,7 @@ def rebuild(path, precision: str | None = "float32", flip_average: bool | None =
     (flip-averaged when its configuration says so).
     precision None: the one the model was trained in (as recorded; `auto` resolved here).
     flip_average: the view with / without test-time flip averaging; None: as recorded.
+    stages: a DAN's first `stages` stages only (1: stage 1 alone); None: all of them.
     """
     from facealign.config import ModelSection
     from trainer.aan_model import build_aan_model, inference_model
@@ -173,6 +190,14 @@ def rebuild(path, precision: str | None = "float32", flip_average: bool | None =
     except (KeyError, TypeError, ValueError) as exc:
         raise WarmStartError(f"{folder}: no usable model configuration in its metadata "
                              f"({exc})") from None
+    if stages is not None:
+        if model_cfg.name != "dan" or not 1 <= stages <= model_cfg.dan.stages:
+            what = (f"a {model_cfg.dan.stages}-stage DAN" if model_cfg.name == "dan"
+                    else f"model {model_cfg.name!r}, not a DAN")
+            raise WarmStartError(f"{folder}: cannot keep the first {stages} stage(s): it is "
+                                 f"{what}")
+        model_cfg = model_cfg.model_copy(
+            update={"dan": model_cfg.dan.model_copy(update={"stages": stages})})
     if precision is None:
         from trainer import precision as precisions
 
@@ -185,7 +210,8 @@ def rebuild(path, precision: str | None = "float32", flip_average: bool | None =
     else:
         model = view = build_dan_model(mean_shape, zeros, zeros + 1, model_cfg.dan,
                                        precision=precision)
-    load_weights(model, view, folder, model_cfg.model_dump(mode="json"), mean_shape)
+    load_weights(model, view, folder, model_cfg.model_dump(mode="json"), mean_shape,
+                 first_stages=stages is not None)
     if flip_average is not None:
         model_cfg = model_cfg.model_copy(update={"flip_average": flip_average})
     return model, exported_view(view, model_cfg), folder, metadata
@@ -203,16 +229,22 @@ EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "ex
                  "warmup_requests", "mean_shape", "evaluation")
 
 
-def export_again(path, out: str, warmup_faces=None, flip_average: bool | None = None) -> str:
+def export_again(path, out: str, warmup_faces=None, flip_average: bool | None = None,
+                 stages: int | None = None) -> str:
     """Exports an exported model again with this checkout's exporter (its current serving graph),
     weights, precision and metadata unchanged; returns `out`. flip_average True / False
     serves it with / without test-time flip averaging (recorded as model.flip_average in
-    its metadata's configuration); None keeps its setting."""
-    _, view, _, metadata = rebuild(path, precision=None, flip_average=flip_average)
+    its metadata's configuration); None keeps its setting. stages: a DAN's first `stages`
+    stages only (recorded as model.dan.stages); None keeps them all."""
+    _, view, _, metadata = rebuild(path, precision=None, flip_average=flip_average,
+                                   stages=stages)
     kept = {k: v for k, v in metadata.items() if k not in EXPORTER_KEYS}
+    model = dict(metadata["config"]["model"])
     if flip_average is not None:
-        model = {**metadata["config"]["model"], "flip_average": flip_average}
-        kept["config"] = {**metadata["config"], "model": model}
+        model["flip_average"] = flip_average
+    if stages is not None:
+        model["dan"] = {**model["dan"], "stages": stages}
+    kept["config"] = {**metadata["config"], "model": model}
     export.export_saved_model(view, metadata["mean_shape"], str(out), metadata=kept,
                               image_size=metadata["image_size"], warmup_faces=warmup_faces)
     return str(out)
