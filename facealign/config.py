@@ -223,6 +223,11 @@ class TrainerSection(_Section):
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.001
     max_epochs_per_stage: PositiveInt = 100
     patience: PositiveInt = 5
+    # On a plateau (patience epochs without a better validation NME) a fit ends; with
+    # lr_drops > 0 it instead goes back to its best epoch's weights, divides the learning
+    # rate by 10 and goes on, up to lr_drops times (trainer/fit.py's PlateauDrops). DAN only:
+    # the AAN follows its own step schedule (model.aan.lr_boundaries).
+    lr_drops: Annotated[int, Field(ge=0, le=6)] = 0
     steps_per_epoch: PositiveInt | None = None  # default: one pass over the train split
     # auto: mixed_bfloat16 where the hardware computes in bfloat16 (CPU flags avx512_bf16 or
     # amx_bf16, or a GPU of compute capability 8.0+), float32 elsewhere (trainer/precision.py).
@@ -396,6 +401,14 @@ class Config(_Section):
         """A path from the file, taken relative to the folder of that file."""
         path = pathlib.Path(path)
         return path if path.is_absolute() else self._base_dir / path
+
+    @pydantic.model_validator(mode="after")
+    def _lr_drops_need_a_constant_rate(self):
+        if self.trainer.lr_drops and self.model.name != "dan":
+            raise KeyedError("trainer.lr_drops", f"is {self.trainer.lr_drops}, but model "
+                             f"{self.model.name!r} follows its own learning-rate schedule "
+                             "(model.aan.lr_boundaries): set it to 0")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _search_space_fits(self):

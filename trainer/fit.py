@@ -1,7 +1,8 @@
 """The one fit loop of DAN's stages and of the AAN, and the one result type of a training.
 
 `fit` runs Keras' fit with what every training here wants: early stopping on
-the validation NME that keeps the best epoch, the wall-clock budget,
+the validation NME that keeps the best epoch (after trainer.lr_drops drops of the
+learning rate on plateaus), the wall-clock budget,
 TensorBoard logs and, given a folder, a backup after each epoch so a killed
 run resumes from its last finished epoch (trainer/backup.py). DAN calls it
 once per stage, the AAN once. Under a multi-worker strategy only the chief
@@ -96,6 +97,47 @@ class TrainingRate(keras.callbacks.Callback):
             logs[RATE_KEY] = self._steps * self.batch_size / (self._end - self._start)
 
 
+class PlateauDrops(keras.callbacks.EarlyStopping):
+    """Early stopping that, `drops` times, goes on at a tenth of the learning rate instead.
+
+    Where EarlyStopping would end the fit (patience epochs without a better
+    monitored value), the best epoch's weights are put back, the optimizer's
+    learning rate is divided by `factor` and the patience count starts again;
+    after the last drop it ends the fit as EarlyStopping does. It replaces the
+    manual "continue the published model at 1e-4" generation (dan-300w-fast
+    generations 3 -> 4: 4.23% -> 4.07% held-out) inside one run. The drops
+    taken are read off the learning rate itself (saved with the optimizer), so
+    a resumed fit (trainer/backup.py) goes on where it stopped.
+    """
+
+    def __init__(self, drops: int, initial_rate: float, factor: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.drops = int(drops)
+        self.initial_rate = float(initial_rate)
+        self.factor = float(factor)
+
+    def drops_taken(self) -> int:
+        rate = float(np.asarray(self.model.optimizer.learning_rate))
+        return int(round(np.log(self.initial_rate / rate) / np.log(self.factor)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if not (self.drops and self.model.stop_training and self.stopped_epoch == epoch):
+            return
+        taken = self.drops_taken()
+        if taken >= self.drops:
+            return
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        rate = self.initial_rate / self.factor ** (taken + 1)
+        self.model.optimizer.learning_rate = rate
+        self.model.stop_training = False
+        self.stopped_epoch, self.wait = 0, 0
+        print(f"plateau: {self.patience} epochs without a better {self.monitor}; back to epoch "
+              f"{self.best_epoch + 1}'s weights, learning rate {rate:g} (drop {taken + 1} of "
+              f"{self.drops})", flush=True)
+
+
 def training_rate(history: dict) -> float | None:
     """The median images/s of a fit's epochs after the first (which traces the graph)."""
     rates = list(history.get(RATE_KEY, []))[1:]
@@ -128,9 +170,9 @@ def fit(model: keras.Model, train_data, eval_data, trainer_cfg, *, monitor: str,
     in model.evaluate's dict}. name: the TensorBoard subfolder.
     """
     watch = f"val_{monitor}" if eval_data is not None else monitor
-    early_stopping = keras.callbacks.EarlyStopping(monitor=watch, mode="min",
-                                                   patience=trainer_cfg.patience,
-                                                   restore_best_weights=True)
+    early_stopping = PlateauDrops(trainer_cfg.lr_drops, trainer_cfg.learning_rate,
+                                  monitor=watch, mode="min", patience=trainer_cfg.patience,
+                                  restore_best_weights=True)
     budget = TimeBudget(time_budget_s)
     callbacks = [TrainingRate(trainer_cfg.batch_size), RequireMonitor(watch), early_stopping,
                  budget]
