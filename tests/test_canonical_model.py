@@ -194,3 +194,23 @@ def test_int8_export_of_the_fast_dan_keeps_its_nme(shared_data, tmp_path, capsys
         assert code == 0, printed.err
         nme[name] = json.loads((tmp_path / f"{name}.json").read_text())["nme_inter_ocular"]
     assert abs(nme["int8"] - nme["saved_model"]) <= 0.02 * nme["saved_model"], nme
+
+
+def test_exif_rotated_photo_is_read_as_stored(exports, helen, tmp_path):
+    """A JPEG whose EXIF says "rotate 90°": tf.io.decode_image in the SavedModel ignores the
+    tag, so the detector, the drawings and the .tflite crop read the pixels as stored too,
+    and a box means the same pixels to every model."""
+    from PIL import Image as PilImage
+
+    from serving.images import load_image
+
+    path, rgb, box = helen[0]
+    tagged = tmp_path / "rotated.jpg"
+    exif = PilImage.Exif()
+    exif[0x0112] = 6                         # Orientation: rotate 90 CW to display
+    wide = np.ascontiguousarray(rgb[:, : rgb.shape[1] // 2 + 100])   # not square
+    PilImage.fromarray(wide).save(tagged, quality=95, exif=exif)
+    assert load_image(tagged).shape == wide.shape[:2]
+    expected = facealign.load(exports["saved_model"]).align(tagged, boxes=box)[0]
+    found = facealign.load(exports["tflite"]).align(tagged, boxes=box)[0]
+    assert np.abs(found.landmarks - expected.landmarks).max() < 0.05
