@@ -1,4 +1,5 @@
-"""facealign/crop.py's numpy twin against its TensorFlow crop: the same pixels on real photos,
+"""facealign/crop.py's numpy twin against its TensorFlow crop: the same pixels on real photos
+(but for a rare one grey level where float rounding lands on .5),
 for the box fits serving uses and for arbitrary affines, and its box checks against the
 serving graph's."""
 import cv2
@@ -41,7 +42,7 @@ def box_fits(record, rng) -> np.ndarray:
 
 def test_same_pixels_as_tensorflow_on_real_photos(faces):
     rng = np.random.default_rng(0)
-    compared = outside = 0
+    compared = outside = mismatched = 0
     for record in faces:
         rgb = cv2.cvtColor(cv2.imread(str(record.image_path)), cv2.COLOR_BGR2RGB)
         height, width = rgb.shape[:2]
@@ -52,10 +53,15 @@ def test_same_pixels_as_tensorflow_on_real_photos(faces):
             expected = crop.crops(image if order == "rgb" else rgb, transforms, 112)
             found = crop.crops_numpy(image, transforms, 112, order)
             assert found.dtype == np.uint8 and found.shape == expected.shape == (13, 112, 112)
-            np.testing.assert_array_equal(found, expected)
+            # the same arithmetic in float32, but TensorFlow's kernel may fuse or order it
+            # otherwise: where a value lands on .5 the rounding can differ by one grey level
+            # (seen: 1 pixel in 163,072 in a test worker; none in a plain process)
+            differ = found.astype(int) - expected
+            assert np.abs(differ).max() <= 1 and np.count_nonzero(differ) <= 1e-4 * found.size
+            mismatched += np.count_nonzero(differ)
             compared += found.size
             outside += np.sum(expected == 0)
-    assert compared == 4 * 4 * 13 * 112 * 112
+    assert compared == 4 * 4 * 13 * 112 * 112 and mismatched <= 1e-5 * compared
     assert 0.05 < outside / compared < 0.8      # the constant fill was exercised, and the photo
 
 
@@ -85,7 +91,7 @@ def test_bad_channel_order_is_named():
     ([10, 10, float("nan"), 50], "is not finite"),
     ([50, 10, 10, 50], "is inverted (x1 < x0)"),
     ([10, 50, 50, 10], "is inverted (y1 < y0)"),
-    ([10, 10, 10, 50], "is empty"),
+    ([10, 10, 10, 50], "is empty (x1 = x0 or y1 = y0)"),
     ([10, 10, 13, 50], "is too small (3 x 40 px; the least is 4 x 4)"),
     ([700, 10, 800, 50], "does not overlap the 640 x 480 image"),
     ([-3000, -3000, 3000, 3000], "is too large for the 640 x 480 image (6000 px; the most is 8 "

@@ -91,10 +91,15 @@ def helen_crops(shared_data):
 
 def test_dan_tflite_uses_builtin_ops_only(dan_tflite):
     ops = litert_export.operators(dan_tflite.read_bytes())
-    assert not [name for name in ops if name.startswith("CUSTOM")]   # no Flex, no custom op
-    assert ops["GATHER"] == 4 and ops["FLOOR"] == 2      # stage 2's warp: 4 neighbours
-    assert ops["CONV_2D"] == 16                          # 8 convolutions per stage
     info = json.loads(dan_tflite.with_name("dan.tflite.json").read_text())
+    _, metadata = litert_export.read_model(PRETRAINED)
+    averaged = metadata["config"]["model"].get("flip_average", False)   # generation 3 is
+    assert not [name for name in ops if name.startswith("CUSTOM")]   # no Flex, no custom op
+    # stage 2's warp: 4 neighbours; flip averaging re-orders the mirrored half's landmarks
+    # and landmark spreads by the mirror permutation (2 more) and mirrors the crops
+    assert ops["GATHER"] == (6 if averaged else 4) and ops["FLOOR"] == 2
+    assert ("REVERSE_V2" in ops) == averaged
+    assert ops["CONV_2D"] == 16                          # 8 convolutions per stage
     assert info["operators"] == ops and info["quantize"] == "float32"
     assert info["stages"] == 2 and len(info["mean_shape"]) == info["num_landmarks"] == 68
     assert info["inputs"]["image"] == {"dtype": "uint8", "shape": [-1, 112, 112, 1]}
