@@ -35,12 +35,18 @@ class LiteRTModel:
 
     def predict(self, crops) -> dict[str, np.ndarray]:
         """The model's outputs (landmarks [B, N, 2], ...) for uint8 crops [B, S, S(, 1)]."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[..., None]
-        size = self.image_size
-        if crops.dtype != np.uint8 or crops.shape[1:] != (size, size, 1):
-            raise ModelError(f"{self.path}: expects uint8 crops [B, {size}, {size}, 1], got "
-                             f"{crops.dtype} {list(crops.shape)}")
+        crops = checked_crops(crops, self.image_size, self.path)
         return {key: np.asarray(value) for key, value in self._runner(image=crops).items()}
+
+
+def checked_crops(crops, size: int, path: str) -> np.ndarray:
+    """uint8 [B, size, size, 1] from [B, size, size(, 1)], the input every export takes
+    (serving/onnx_model.py's too); ModelError naming `path` otherwise."""
+    crops = np.asarray(crops)
+    if crops.ndim == 3:
+        crops = crops[..., None]
+    if crops.dtype != np.uint8 or crops.shape[1:] != (size, size, 1):
+        raise ModelError(f"{path}: expects uint8 crops [B, {size}, {size}, 1], got "
+                         f"{crops.dtype} {list(crops.shape)}")
+    return crops
 

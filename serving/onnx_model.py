@@ -13,6 +13,7 @@ import pathlib
 import numpy as np
 
 from serving.errors import ModelError
+from serving.litert import checked_crops
 
 
 class OnnxModel:
@@ -41,12 +42,6 @@ class OnnxModel:
 
     def predict(self, crops) -> dict[str, np.ndarray]:
         """The model's outputs (landmarks [B, N, 2], ...) for uint8 crops [B, S, S(, 1)]."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[..., None]
-        size = self.image_size
-        if crops.dtype != np.uint8 or crops.shape[1:] != (size, size, 1):
-            raise ModelError(f"{self.path}: expects uint8 crops [B, {size}, {size}, 1], got "
-                             f"{crops.dtype} {list(crops.shape)}")
+        crops = checked_crops(crops, self.image_size, self.path)
         values = self._session.run(self._outputs, {"image": crops})
         return dict(zip(self._outputs, values, strict=True))

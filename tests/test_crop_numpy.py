@@ -5,22 +5,10 @@ serving graph's."""
 import cv2
 import numpy as np
 import pytest
+from test_litert import random_affines
 
 from facealign import crop, geometry
 from facealign.data import read_dataset
-
-
-def random_affines(rng, count: int, width: int, height: int) -> np.ndarray:
-    """[count, 2, 3]: rotation, scale, shear, and translations that put part or all of the
-    crop outside the image (the constant fill)."""
-    angle, scale = rng.uniform(-np.pi, np.pi, count), rng.uniform(0.3, 5.0, count)
-    matrices = np.zeros((count, 2, 3))
-    matrices[:, 0, 0], matrices[:, 0, 1] = scale * np.cos(angle), -scale * np.sin(angle)
-    matrices[:, 1, 0], matrices[:, 1, 1] = scale * np.sin(angle), scale * np.cos(angle)
-    matrices[:, 0, 1] += rng.normal(0, 0.3, count)
-    matrices[:, 0, 2] = rng.uniform(-0.5 * width, width, count)
-    matrices[:, 1, 2] = rng.uniform(-0.5 * height, height, count)
-    return matrices
 
 
 @pytest.fixture(scope="module")
