@@ -233,9 +233,10 @@ def test_the_api_aligns_both_breakingbad_faces_and_takes_haar_by_name(aligner, b
     faces = aligner.align(rgb)
     assert len(faces) == 2 and {f.box_source for f in faces} == {"detector"}
     errors = [metrics.face_errors(f.landmarks[None], points[None])[0] for f in faces]
-    # inter-ocular, on the three-quarter face Haar does not find: 10.0% (a pose the 300-W
-    # model is weak at: from the face's own landmark box it is 11.9%)
-    assert min(errors) < 0.11
+    # inter-ocular, on the three-quarter face Haar does not find, a pose the 300-W model is
+    # weak at: 10.0% with pretrained/dan-300w generation 2, 11.2% with generation 3 (better
+    # on the held-out and test faces); a face missed or badly boxed is several times that
+    assert min(errors) < 0.12
     haar = facealign.load(BASE, detector="haar")
     assert haar.align(rgb)[0].box.tolist() == detector.create("haar").detect(image)[0].tolist()
     assert isinstance(haar.detector.raw, detector.FaceDetector)
