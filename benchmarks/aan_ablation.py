@@ -112,8 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(TABLE5), help="rows to train")
     parser.add_argument("--threshold", type=float, default=0.08)
     args = parser.parse_args(argv)
-    from facealign import config as config_lib
-    from facealign import metrics
+    from facealign.core import config as config_lib
+    from facealign.core import metrics
     from trainer.precision import cpu_flags, cpu_model
 
     trainer_cfg = config_lib.load(args.config).trainer

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from benchmarks import model_speed as speed
-from facealign.config import AanConfig
+from facealign.core.config import AanConfig
 from trainer.precision import choose
 
 

@@ -7,7 +7,7 @@ beforehand, each step the API takes for one face:
 
 - ``image``: the array wrapped as a serving.images.Image (RGB -> BGR);
 - ``box_fit``: S0 fitted to the box (geometry.box_fit_transform);
-- ``crop``: facealign/crop.py's numpy crop, and, for reference, the same
+- ``crop``: facealign/core/crop.py's numpy crop, and, for reference, the same
   crop through its general per-pixel gather (the first implementation, used
   for rotated transforms; a box fit takes the separable block read);
 - ``network``: the interpreter alone (serving/litert.py);
@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
     import numpy as np
 
     import facealign
-    from facealign import crop, geometry
+    from facealign.core import crop, geometry
     from serving.images import from_rgb
     from trainer.precision import cpu_model
 

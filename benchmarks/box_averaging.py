@@ -11,7 +11,7 @@ as served (SavedModel, .tflite, .onnx).
 Faces: the configuration's held-out split (pipeline.prepare.split_faces: the
 pipeline's own assignment, `data.eval_count` and `data.seed`), never the test faces:
 this is a choice, made on the split made for choices. Inter-ocular NME, AUC@0.08 and
-failure@0.08 from facealign.metrics; the cost is the number of boxes (the network
+failure@0.08 from facealign.core.metrics; the cost is the number of boxes (the network
 runs once per box). Prints one JSON object.
 
   python benchmarks/box_averaging.py --config configs/300w-fast.yaml [--model MODEL]
@@ -68,8 +68,8 @@ def main(argv=None) -> dict:
     import cv2
 
     import facealign
-    from facealign import config as config_lib
-    from facealign import metrics
+    from facealign.core import config as config_lib
+    from facealign.core import metrics
     from pipeline import prepare
 
     try:

@@ -14,7 +14,7 @@ stage count in --stages (1, 2) and LiteRT file in --quantize (float32, int8):
   random weights (trainer.dan_model.build_dan_model, Table 1's layers at that width, fc
   256, exported by trainer.export with its configuration in the metadata): speed does not
   depend on the weights, so their rows are timed and show NME "-";
-- NME: inter-ocular (facealign.metrics.summary), on the public 300-W test faces (110
+- NME: inter-ocular (facealign.core.metrics.summary), on the public 300-W test faces (110
   HELEN test faces, --faces N for the first N) from their 300-W boxes, through the same
   .tflite file that is timed (an int8 row's NME is the int8 model's), by
   `facealign.load(file).align(rgb, boxes=box)`;
@@ -198,7 +198,7 @@ def export_random_dan(out: str, width: int, stages: int, mean_shape) -> str:
     Trainer exports (its configuration in the metadata, so `facealign export` rebuilds it)."""
     import keras
 
-    from facealign.config import DanConfig, ModelSection
+    from facealign.core.config import DanConfig, ModelSection
     from trainer import export
     from trainer.dan_model import build_dan_model
 
@@ -257,8 +257,8 @@ def saved_models(widths, stage_counts, trained: dict, checked: dict, scratch: st
 
 
 def nme_row(aligner, faces, images) -> dict:
-    """NME (IO), AUC and failure (facealign.metrics.summary) from the 300-W boxes."""
-    from facealign import metrics
+    """NME (IO), AUC and failure (facealign.core.metrics.summary) from the 300-W boxes."""
+    from facealign.core import metrics
 
     predicted = np.stack([aligner(rgb, face.box) for face, rgb in zip(faces, images,
                                                                       strict=True)])
@@ -415,7 +415,7 @@ def main(argv=None) -> dict:
     import cv2
 
     import facealign
-    from facealign import crop, geometry
+    from facealign.core import crop, geometry
     from trainer.precision import cpu_model
 
     cv2.setNumThreads(args.threads)

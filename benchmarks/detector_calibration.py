@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from facealign.data import BOX_FROM_DETECTOR, read_dataset  # noqa: E402
+from facealign.core.data import BOX_FROM_DETECTOR, read_dataset  # noqa: E402
 from serving import box_convention  # noqa: E402
 from serving import detector as face_detector  # noqa: E402
 

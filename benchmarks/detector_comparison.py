@@ -10,7 +10,7 @@ model (default pretrained/dan-300w, through facealign.load, i.e.
 serving.aligner and the serving signature) then starts from each box of the
 face in one batch: the CSV box, each detector's calibrated box and its raw box
 (the same detection, unmapped: what the calibration changes), and the
-inter-ocular NME (facealign.metrics) is taken against the 68 annotated points.
+inter-ocular NME (facealign.core.metrics) is taken against the 68 annotated points.
 
 Two caveats, so three groups of faces:
 - The calibrations were fitted on AFW (benchmarks/detector_calibration.py):
@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks.detector_calibration import MATCH_IOU, limit_threads, read_faces  # noqa: E402
 from components.landmark_example_gen.splits import EVAL, TRAIN, assign_splits  # noqa: E402
-from facealign import config as config_lib  # noqa: E402
-from facealign import metrics  # noqa: E402
+from facealign.core import config as config_lib  # noqa: E402
+from facealign.core import metrics  # noqa: E402
 from serving import box_convention  # noqa: E402
 from serving import detector as face_detector  # noqa: E402
 

@@ -170,7 +170,7 @@ def training_nme(faces, detections, shapes, calibration) -> dict:
     """A control for the test figures: per subset, dlib's inter-ocular NME (percent) from its
     own detector on these faces, which are in its training set (the detection matched as
     the fit matches: IoU >= 0.5 with the mapped 300-W box)."""
-    from facealign import metrics
+    from facealign.core import metrics
 
     errors: dict[str, list[float]] = {}
     for face, found, points in zip(faces, detections, shapes, strict=True):
@@ -184,7 +184,7 @@ def training_nme(faces, detections, shapes, calibration) -> dict:
 
 def training_faces(root=TRAINING):
     """The shared 300-W training faces with their 300-W boxes (AFW and HELEN train)."""
-    from facealign.data import BOX_FROM_DETECTOR, read_dataset
+    from facealign.core.data import BOX_FROM_DETECTOR, read_dataset
 
     root = pathlib.Path(root)
     records, _ = read_dataset(root, "300w", boxes=[root / "boxes" / n for n in TRAINING_BOXES])

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from facealign import config as config_lib  # noqa: E402
+from facealign.core import config as config_lib  # noqa: E402
 from pretrained.publish import held_out_examples, measure  # noqa: E402
 from trainer import precision as precision_choice  # noqa: E402
 from trainer import warm_start  # noqa: E402

@@ -33,8 +33,8 @@ def spreads_and_errors(model_dir: str, files: list[str]):
     import tensorflow as tf
 
     from components.landmark_evaluator import evaluation
-    from facealign import landmarks68
-    from facealign.raw_example import parse_example
+    from facealign.core import landmarks68
+    from facealign.core.raw_example import parse_example
 
     model = tf.saved_model.load(model_dir)
     signature = model.signatures["serving_tf_example"]
@@ -54,7 +54,7 @@ def with_landmark_spread(path: str, scratch: str) -> str:
     """The model's folder, or the model exported again by this exporter if it lacks the output."""
     import tensorflow as tf
 
-    from facealign import model_paths
+    from facealign.core import model_paths
     from trainer import warm_start
 
     folder = model_paths.resolve_model_dir(path)

@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from facealign.data import read_dataset
+    from facealign.core.data import read_dataset
     from serving.litert import LiteRTModel
     from trainer import export, litert_export
 

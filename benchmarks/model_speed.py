@@ -64,8 +64,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign import config as config_lib
-from facealign.config import AanConfig, DanConfig
+from facealign.core import config as config_lib
+from facealign.core.config import AanConfig, DanConfig
 from trainer import dan_layers
 from trainer import precision as precision_choice
 from trainer.aan_model import build_aan_model, inference_model
@@ -172,8 +172,8 @@ def fit_loop_images_per_s(rng, mean_shape, precision: str, batch: int, rounds: i
 
 
 def _fit_loop_rate(path, rng, mean_shape, precision, batch, rounds) -> float:
-    from facealign import examples
-    from facealign.config import TrainerSection
+    from facealign.core import examples
+    from facealign.core.config import TrainerSection
     from trainer import dan_input
     from trainer.dan_training import train_stage
 

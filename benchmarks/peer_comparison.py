@@ -29,7 +29,7 @@ a failure, adding 0 to AUC@0.08. So failure rate and AUC are over every face, mi
 included (as the issue's reference table counted them), while the NME column is the mean
 over the faces the row found ("found" says how many); "NME common" is the mean over the
 faces every row found, where rows compare on the same faces. Errors are inter-ocular
-(outer eye corners) NMEs from facealign.metrics (face_errors, auc, failure_rate).
+(outer eye corners) NMEs from facealign.core.metrics (face_errors, auc, failure_rate).
 
 Timing, on the first --timing-faces photos, already decoded (RGB arrays in memory):
 "landmarks" is ms per face of the landmark step at batch 1 from the 300-W box (ours:
@@ -69,7 +69,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from benchmarks import dlib_peer  # noqa: E402
-from facealign import metrics  # noqa: E402
+from facealign.core import metrics  # noqa: E402
 from serving import box_convention  # noqa: E402
 
 TEST = REPO.parent / "shared" / "data" / "300w-test"
@@ -236,7 +236,7 @@ def parse_models(specs, parser) -> dict[str, str]:
 
 
 def read_test_faces(root, limit: int | None):
-    from facealign.data import BOX_FROM_DETECTOR, read_dataset
+    from facealign.core.data import BOX_FROM_DETECTOR, read_dataset
 
     root = pathlib.Path(root)
     records, _ = read_dataset(root, "300w", boxes=[root / TEST_BOXES])

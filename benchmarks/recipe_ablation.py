@@ -108,8 +108,8 @@ def train(variant: Variant, config: str, out: pathlib.Path, minutes: float,
 
 def held_out_examples(config: str) -> list[bytes]:
     """The held-out raw faces (photos, detector boxes) of the configuration's split."""
-    from facealign import config as config_lib
-    from facealign.raw_example import record_to_example
+    from facealign.core import config as config_lib
+    from facealign.core.raw_example import record_to_example
     from pipeline.prepare import split_faces
 
     return [record_to_example(r) for r in split_faces(config_lib.load(config))["eval"]]
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         if name in rows:
             rows[name]["inference_images_per_s"] = inference_rate(out / name / "model")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    from facealign import metrics
+    from facealign.core import metrics
 
     for table in ("stage 1", "stage 2", "width"):
         names = WIDTH_ROWS if table == "width" else [v.name for v in VARIANTS

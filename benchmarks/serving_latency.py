@@ -62,8 +62,8 @@ def face(path: pathlib.Path) -> tuple[bytes, list[float]]:
     data = path.read_bytes()
     pts = path.with_suffix(".pts")
     if pts.is_file():
-        from facealign import geometry
-        from facealign.data.pts import read_pts
+        from facealign.core import geometry
+        from facealign.core.data.pts import read_pts
 
         return data, geometry.bounding_box(read_pts(pts)).round(2).tolist()
     import cv2
@@ -104,7 +104,7 @@ def load(url: str, image: str, requests: int, concurrency: int) -> dict:
 # --- the parent ----------------------------------------------------------------------------------
 
 def find_model(given: str | None, tmp: str) -> tuple[pathlib.Path, str]:
-    from facealign.model_paths import numeric_versions, resolve_model_dir
+    from facealign.core.model_paths import numeric_versions, resolve_model_dir
 
     if given:
         return pathlib.Path(resolve_model_dir(given)), "given"

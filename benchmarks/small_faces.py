@@ -173,7 +173,7 @@ def main(argv=None):
     if args.limit < 1 or min(args.fractions) < 1:
         parser.error("--limit and --fractions take numbers >= 1")
     limit_threads(args.threads)
-    from facealign.data.pts import read_pts
+    from facealign.core.data.pts import read_pts
     from trainer.precision import cpu_model
 
     all_faces = read_faces({"afw", "helen/trainset"})

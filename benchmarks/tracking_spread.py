@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import tensorflow as tf
 
-from facealign import examples as names
-from facealign import metrics
+from facealign.core import examples as names
+from facealign.core import metrics
 
 THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.15)
 SHIFTS = {"on_face": 0.0, "drift_25": 0.25, "lost": 1.0}

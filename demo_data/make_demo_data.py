@@ -19,9 +19,9 @@ import sys
 import numpy as np
 from PIL import Image
 
-from facealign.data import read_dataset
-from facealign.data.boxes import read_box_csvs
-from facealign.data.pts import format_pts, read_pts
+from facealign.core.data import read_dataset
+from facealign.core.data.boxes import read_box_csvs
+from facealign.core.data.pts import format_pts, read_pts
 
 HERE = pathlib.Path(__file__).resolve().parent
 SUBSETS = {  # subset folder -> its box CSV in the source

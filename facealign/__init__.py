@@ -1,7 +1,10 @@
-"""facealign: face alignment (DAN, AAN) as a TFX pipeline.
+"""facealign: face alignment (DAN, AAN) as a TFX pipeline; this package is its top layer.
 
-``facealign.load(model)`` (facealign/api.py) is the Python API; it is imported
-on first use, so ``import facealign.config`` and the CLI's start stay free of
+``facealign.load(model)`` (facealign/api.py) is the Python API and
+``facealign`` on the command line (facealign/cli.py) the CLI; both sit above
+everything else. The core they and every other layer build on is the
+subpackage ``facealign.core``. The API is imported on first use, so importing
+a core module (which runs this file first) and the CLI's start stay free of
 TensorFlow and OpenCV.
 """
 __version__ = "0.1.0"

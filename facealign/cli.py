@@ -13,9 +13,9 @@ import argparse
 import importlib
 import sys
 
-from facealign.config import ConfigError
-from facealign.data.report import DataError
-from facealign.errors import UserError
+from facealign.core.config import ConfigError
+from facealign.core.data.report import DataError
+from facealign.core.errors import UserError
 from serving.errors import InputError
 
 # module path -> registers one or more subcommands

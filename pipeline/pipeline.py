@@ -18,8 +18,8 @@ from components.landmark_evaluator.component import LandmarkEvaluator
 from components.landmark_example_gen import spec as example_gen_spec
 from components.landmark_example_gen import splits
 from components.landmark_example_gen.component import LandmarkExampleGen
-from facealign import config as config_lib
-from facealign.config import ClusterSection, Config
+from facealign.core import config as config_lib
+from facealign.core.config import ClusterSection, Config
 
 RUN_FN = "trainer.run.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from components.augment import executor as augment
 from components.landmark_example_gen import splits as splitting
-from facealign import canonical, config, frame_io
-from facealign.data import load_sources
+from facealign.core import canonical, config, frame_io
+from facealign.core.data import load_sources
 
 
 class PrepareError(ValueError):

@@ -9,7 +9,7 @@ import socket
 
 from tfx import v1 as tfx
 
-from facealign.config import Config, ConfigError
+from facealign.core.config import Config, ConfigError
 from pipeline.pipeline import create_pipeline
 
 DEFAULT_IMAGE = "facealign:latest"

@@ -43,8 +43,8 @@ from components.atomic_pusher.executor import (  # noqa: E402
     measured_batching_parameters,
     write_batching_parameters,
 )
-from facealign import config as config_lib  # noqa: E402
-from facealign import metrics as metrics_lib  # noqa: E402
+from facealign.core import config as config_lib  # noqa: E402
+from facealign.core import metrics as metrics_lib  # noqa: E402
 
 EVALUATION_HEADING = "## Evaluation"
 TRANSLATION_UNITS = {"face": "face's width and height",
@@ -455,7 +455,7 @@ def main(argv=None) -> int:
 def remeasure(folder: pathlib.Path, root: pathlib.Path, threshold: float) -> int:
     """Scores a published model in place through the serving signature; rewrites its card's
     table."""
-    from facealign import model_paths
+    from facealign.core import model_paths
 
     version = pathlib.Path(model_paths.resolve_model_dir(folder))
     metrics = measure(version, held_out_examples(root), threshold)

@@ -2,9 +2,9 @@
 
 `facealign export` writes only the network on canonical crops (uint8
 [B, S, S, 1] in, canonical landmarks out) and, beside it, a JSON sidecar
-with the canonical S0 and the crop size (facealign.model_paths.read_sidecar).
+with the canonical S0 and the crop size (facealign.core.model_paths.read_sidecar).
 What the SavedModel's serving signature does in its graph, this does in
-numpy by the same definition (facealign/crop.py: S0 fitted to the box,
+numpy by the same definition (facealign/core/crop.py: S0 fitted to the box,
 BT.601 grey, bilinear, black outside, rounded): it crops each face, runs the
 file (serving/litert.py on ai-edge-litert, serving/onnx_model.py on ONNX
 Runtime) and maps the canonical points back through the same affine. So
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from facealign import crop, geometry, model_paths
+from facealign.core import crop, geometry, model_paths
 from serving.client import Prediction
 from serving.errors import ModelError
 from serving.images import DECODE_FLAGS, Image
@@ -137,7 +137,7 @@ def example_landmarks(model: CanonicalModel):
     """The Evaluator's scoring function (components/landmark_evaluator/evaluation.predict)
     for this model: serialized raw tf.Examples -> landmarks [B, N, 2] in the photos' pixels,
     from each example's photo bytes and detector box, as serving_tf_example does."""
-    from facealign.raw_example import parse_example
+    from facealign.core.raw_example import parse_example
 
     def landmarks(batch: list[bytes]) -> np.ndarray:
         faces = [parse_example(serialized) for serialized in batch]

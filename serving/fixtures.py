@@ -24,8 +24,8 @@ SIZE = 112
 
 def mean_shape_from_pts(pts_paths) -> np.ndarray:
     """S0 in the canonical frame [N, 2] from a few annotated faces (.pts files)."""
-    from facealign import canonical, geometry
-    from facealign.data.pts import read_pts
+    from facealign.core import canonical, geometry
+    from facealign.core.data.pts import read_pts
 
     shapes = [read_pts(pathlib.Path(p)) for p in pts_paths]
     if not shapes:
@@ -43,7 +43,7 @@ def afw_mean_shape(shared_data, count: int = 12) -> np.ndarray:
 def tiny_dan(mean_shape, seed: int = 0):
     import keras
 
-    from facealign.config import DanConfig
+    from facealign.core.config import DanConfig
     from trainer.dan_model import build_dan_model
 
     keras.utils.set_random_seed(seed)
@@ -119,7 +119,7 @@ def export_legacy_aan(path, mean_shape):
 
     import tensorflow as tf
 
-    from facealign.config import AanConfig
+    from facealign.core.config import AanConfig
     from trainer import export
     from trainer.aan_model import build_aan_model, inference_model
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facealign import model_paths
+from facealign.core import model_paths
 from serving import client
 from serving.errors import ModelError
 from serving.rest import tf_error_summary

@@ -20,7 +20,7 @@ import pathlib
 import threading
 import time
 
-from facealign.model_paths import numeric_versions, resolve_model_dir
+from facealign.core.model_paths import numeric_versions, resolve_model_dir
 from serving.client import DEFAULT_SIGNATURE
 from serving.errors import ModelError
 
@@ -30,7 +30,7 @@ log = logging.getLogger("facealign.serve")
 def resolve_model_path(path) -> pathlib.Path:
     """The SavedModel folder to load for `path`: itself, or a base folder's newest version.
 
-    ModelError names the path when it is neither (facealign.model_paths' rule).
+    ModelError names the path when it is neither (facealign.core.model_paths' rule).
     """
     try:
         return pathlib.Path(resolve_model_dir(path))

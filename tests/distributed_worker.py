@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from facealign import config
+from facealign.core import config
 from trainer import distribution
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

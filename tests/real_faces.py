@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from facealign import examples
-from facealign.data.pts import read_pts
+from facealign.core import examples
+from facealign.core.data.pts import read_pts
 
 
 def canonical_face(pts_path: pathlib.Path, size: int = 112,

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from benchmarks.aan_ablation import PAPER, overrides_for, table
-from facealign import config as config_lib
+from facealign.core import config as config_lib
 from trainer.aan_model import TABLE5
 
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "300w-aan.yaml"

@@ -5,8 +5,8 @@ import re
 import pytest
 import yaml
 
-from facealign import config
-from facealign.config import AanConfig, ConfigError
+from facealign.core import config
+from facealign.core.config import AanConfig, ConfigError
 from trainer.aan_model import TABLE5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from real_faces import canonical_face, write_tfrecord
 
-from facealign.config import AanConfig, TrainerSection
+from facealign.core.config import AanConfig, TrainerSection
 from trainer.aan_model import TABLE5, build_aan_model, inference_model
 from trainer.aan_training import compile_aan, train_aan
 from trainer.losses import normalized_mean_error

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import facealign
-from facealign import metrics
-from facealign.data.pts import read_pts
+from facealign.core import metrics
+from facealign.core.data.pts import read_pts
 from serving import fixtures, server
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_a_rest_url_gives_what_the_folder_gives(shared_data, photo, tmp_path):
 
 
 def test_importing_facealign_does_not_import_tensorflow():
-    code = ("import sys, facealign, facealign.config\n"
+    code = ("import sys, facealign, facealign.core.config\n"
             "assert 'tensorflow' not in sys.modules and 'facealign.api' not in sys.modules\n"
             "load = facealign.load  # imports facealign.api, not TensorFlow\n"
             "assert load is sys.modules['facealign.api'].load and 'load' in dir(facealign)\n"

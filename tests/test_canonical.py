@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from facealign import canonical, canonical_example, crop, examples, geometry, landmarks68
-from facealign.data.pts import read_pts
+from facealign.core import canonical, canonical_example, crop, examples, geometry, landmarks68
+from facealign.core.data.pts import read_pts
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from test_input_checks import CASES
 
 import facealign
 from facealign import cli
-from facealign.config import DanConfig, ModelSection
+from facealign.core.config import DanConfig, ModelSection
 from serving import fixtures
 from serving.canonical_model import CanonicalModel
 from serving.errors import ModelError

@@ -15,8 +15,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.augment import anomalies, executor
 from components.augment.component import Augment
 from components.landmark_example_gen import executor as example_gen_executor
-from facealign import canonical_example, frame_io, geometry
-from facealign import examples as names
+from facealign.core import canonical_example, frame_io, geometry
+from facealign.core import examples as names
 
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 FACES, EVAL_COUNT, COPIES, SIZE = 10, 2, 2, 112

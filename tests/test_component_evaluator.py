@@ -21,9 +21,9 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.landmark_evaluator import evaluation, executor, spec
 from components.landmark_evaluator.component import LandmarkEvaluator
-from facealign import canonical, geometry, metrics
-from facealign.data import read_dataset
-from facealign.raw_example import record_to_example
+from facealign.core import canonical, geometry, metrics
+from facealign.core.data import read_dataset
+from facealign.core.raw_example import record_to_example
 from trainer.export import export_saved_model
 
 SIZE = 112
@@ -286,7 +286,7 @@ def test_evaluator_and_the_evaluate_command_agree_on_the_same_faces(demo_data, t
 
     from components.landmark_example_gen import executor as example_gen_executor
     from facealign import cli
-    from facealign.config import DanConfig
+    from facealign.core.config import DanConfig
     from trainer.dan_model import build_dan_model
 
     root = demo_data / "300w"

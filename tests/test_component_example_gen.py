@@ -13,7 +13,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.landmark_example_gen import executor, splits
 from components.landmark_example_gen.component import LandmarkExampleGen
-from facealign import examples as names
+from facealign.core import examples as names
 
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 EVAL_COUNT = 12

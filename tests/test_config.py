@@ -4,8 +4,8 @@ import pathlib
 import pytest
 import yaml
 
-from facealign import config
-from facealign.config import ConfigError
+from facealign.core import config
+from facealign.core.config import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MINIMAL = {"data": {"sources": [{"name": "demo", "root": "demo_data/300w"}]}}

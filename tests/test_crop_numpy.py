@@ -1,4 +1,4 @@
-"""facealign/crop.py's numpy twin against its TensorFlow crop: the same pixels on real photos
+"""facealign/core/crop.py's numpy twin against its TensorFlow crop: the same pixels on real photos
 (but for a rare one grey level where float rounding lands on .5),
 for the box fits serving uses and for arbitrary affines, and its box checks against the
 serving graph's."""
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from test_litert import random_affines
 
-from facealign import crop, geometry
-from facealign.data import read_dataset
+from facealign.core import crop, geometry
+from facealign.core.data import read_dataset
 
 
 @pytest.fixture(scope="module")

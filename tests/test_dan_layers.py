@@ -7,7 +7,7 @@ import pytest
 import real_faces
 from scipy import ndimage
 
-from facealign import geometry
+from facealign.core import geometry
 from trainer.dan_layers import (
     FeatureImage,
     ImageTransform,
@@ -34,7 +34,7 @@ def similarity(angle_deg, scale, tx, ty) -> np.ndarray:
     return geometry.similarity(scale, np.radians(angle_deg), (tx, ty))
 
 
-apply = geometry.apply_transform      # the numpy references: facealign.geometry
+apply = geometry.apply_transform      # the numpy references: facealign.core.geometry
 invert = geometry.invert_transform
 
 

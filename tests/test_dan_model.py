@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from real_faces import canonical_face, write_tfrecord
 
-from facealign.config import DanConfig, TrainerSection
+from facealign.core.config import DanConfig, TrainerSection
 from trainer import dan_input
 from trainer.dan_model import build_dan_model, build_stage_network, stage_model
 from trainer.dan_training import train_dan

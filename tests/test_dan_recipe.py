@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from real_faces import canonical_face, write_tfrecord
 
-from facealign import canonical
-from facealign.config import ConfigError, DanConfig, TrainerSection
-from facealign.config import load as load_config
+from facealign.core import canonical
+from facealign.core.config import ConfigError, DanConfig, TrainerSection
+from facealign.core.config import load as load_config
 from trainer import export, warm_start
 from trainer.dan_model import StageBatchNorm, StageDropout, build_dan_model
 from trainer.dan_training import train_dan
@@ -36,7 +36,7 @@ def faces(shared_data):
 def test_extra_mirror_copies_add_a_mirrored_copy_per_copy(shared_data):
     import cv2
 
-    from facealign.data.pts import read_pts
+    from facealign.core.data.pts import read_pts
 
     pts = sorted((shared_data / "300w" / "afw").glob("*.pts"))[0]
     image, landmarks = cv2.imread(str(pts.with_suffix(".jpg"))), read_pts(pts)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from facealign.data import BOX_FROM_LANDMARKS, DataError, read_dataset
+from facealign.core.data import BOX_FROM_LANDMARKS, DataError, read_dataset
 
 FACES = ("1051618982_1", "111076519_1", "111076519_2")  # real AFW faces
 

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from facealign.config import SourceConfig
-from facealign.data import (
+from facealign.core.config import SourceConfig
+from facealign.core.data import (
     BOX_FROM_ANNOTATION,
     BOX_FROM_DETECTOR,
     BOX_FROM_LANDMARKS,
@@ -18,8 +18,8 @@ from facealign.data import (
     load_sources,
     read_dataset,
 )
-from facealign.data.ljson import parse_ljson
-from facealign.data.pts import format_pts, parse_pts, read_pts
+from facealign.core.data.ljson import parse_ljson
+from facealign.core.data.pts import format_pts, parse_pts, read_pts
 
 
 @pytest.fixture(scope="module")

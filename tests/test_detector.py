@@ -16,8 +16,9 @@ import pytest
 
 import facealign
 from benchmarks.small_faces import paste_scaled
-from facealign import cli, metrics
-from facealign.data.pts import read_pts
+from facealign import cli
+from facealign.core import metrics
+from facealign.core.data.pts import read_pts
 from serving import blazeface, box_convention, detector
 from serving.errors import DetectorUnavailable, InputError
 

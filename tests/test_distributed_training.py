@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from facealign import config
+from facealign.core import config
 
 pytestmark = pytest.mark.slow
 

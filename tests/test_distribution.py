@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import config
-from facealign.config import ConfigError, TrainerSection
+from facealign.core import config
+from facealign.core.config import ConfigError, TrainerSection
 from trainer import backup, distribution, fit
 
 CLUSTER = json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"],

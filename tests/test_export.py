@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 from components.landmark_example_gen.executor import face_to_example
-from facealign import canonical, geometry
-from facealign.data import read_dataset
+from facealign.core import canonical, geometry
+from facealign.core.data import read_dataset
 from trainer import export
 
 SIZE = 112
@@ -305,7 +305,7 @@ def test_weights_are_stored_once(demo_data, tmp_path):
 def test_trainer_warmup_faces_are_held_out_crops_with_their_boxes(demo_data, tmp_path):
     """run.warmup_faces turns eval samples into (PNG, box) requests whose in-graph crop
     reproduces the sample: the box really is the face's detector box in that picture."""
-    from facealign.canonical_example import encode_canonical_example
+    from facealign.core.canonical_example import encode_canonical_example
     from trainer import run
 
     root = demo_data / "300w"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import landmarks68
-from facealign.canonical import mirror_points
-from facealign.config import AanConfig, ModelSection
-from facealign.data import read_dataset
+from facealign.core import landmarks68
+from facealign.core.canonical import mirror_points
+from facealign.core.config import AanConfig, ModelSection
+from facealign.core.data import read_dataset
 from serving import fixtures
 from trainer import export, litert_export, warm_start
 from trainer.flip_average import MirrorMean, MirrorPair, flip_averaged, mirror_permutation_for
@@ -39,7 +39,7 @@ AAN = ModelSection(name="aan", flip_average=True,
 
 def unmirror(points: np.ndarray, width: int = SIZE) -> np.ndarray:
     """numpy: points found on mirrored images, back on the images: mirroring again, as
-    training mirrors them (facealign.canonical.mirror_points; the box is unused here)."""
+    training mirrors them (facealign.core.canonical.mirror_points; the box is unused here)."""
     return np.stack([mirror_points(p, [0, 0, 1, 1], width)[0] for p in points])
 
 
@@ -157,7 +157,7 @@ def test_onnx_export_keeps_the_averaging(averaged_export, crops, tmp_path):
 
 
 def test_a_bad_setting_names_the_key():
-    from facealign import config
+    from facealign.core import config
 
     with pytest.raises(config.ConfigError, match=r"model\.flip_average"):
         config.load(REPO / "configs" / "300w-aan.yaml", ["model.flip_average=maybe"])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from facealign import geometry
+from facealign.core import geometry
 
 
 def random_similarity(rng, scale_range=(0.2, 5.0)):

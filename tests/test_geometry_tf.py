@@ -1,4 +1,4 @@
-"""facealign.geometry's TensorFlow twins against its numpy functions (the references)."""
+"""facealign.core.geometry's TensorFlow twins against its numpy functions (the references)."""
 import subprocess
 import sys
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import geometry
+from facealign.core import geometry
 
 
 def random_similarities(rng, count):
@@ -78,6 +78,7 @@ def test_estimate_similarity_tf_of_a_collapsed_shape_is_finite():
 
 
 def test_numpy_modules_do_not_import_tensorflow():
-    code = ("import sys; import facealign.geometry, facealign.metrics, facealign.landmarks68; "
+    code = ("import sys; import facealign.core.geometry, facealign.core.metrics, "
+            "facealign.core.landmarks68; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

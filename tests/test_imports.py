@@ -6,11 +6,10 @@ to the layer of the project module it names. An import from a lower layer
 into a higher one fails the test, named by file:line. Third-party imports are
 not checked; benchmarks/ and tests/ are not part of the layering.
 
-facealign/__init__.py may expose the API lazily (an import inside a function,
-e.g. a module __getattr__); an import at its top level above core would run
-whenever any core module is imported, so that is a violation too. Within any
-layer, a module's private names (`_name`) are its own: importing them from
-another project module fails as well.
+The package `facealign` is the top layer (the CLI and the Python API) and its
+subpackage `facealign.core` the bottom one, so the rule has no exceptions.
+Within any layer, a module's private names (`_name`) are its own: importing
+them from another project module fails as well.
 """
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("facealign", "trainer", "components", "pipeline", "serving")
 LAYERS = ("core", "trainer", "components/pipeline", "serving", "cli/api")
 TOP = len(LAYERS) - 1
-PACKAGE_INIT = "facealign/__init__.py"
 
 
 def layer_of(module: str) -> int | None:
@@ -31,9 +29,7 @@ def layer_of(module: str) -> int | None:
     parts = module.split(".")
     root = parts[0]
     if root == "facealign":
-        if len(parts) > 1 and (parts[1] in ("cli", "api", "commands")):
-            return TOP
-        return 0  # the package itself: what `import facealign` runs eagerly is core
+        return 0 if len(parts) > 1 and parts[1] == "core" else TOP
     return {"trainer": 1, "components": 2, "pipeline": 2, "serving": 3}.get(root)
 
 
@@ -92,11 +88,8 @@ def imported_modules(tree: ast.AST, this_module: str, is_package: bool):
 
 
 def file_layer(path: pathlib.Path) -> int:
-    relative = path.relative_to(REPO).as_posix()
-    if relative == PACKAGE_INIT:
-        return TOP
     layer = layer_of(module_name(path))
-    assert layer is not None, relative
+    assert layer is not None, path.relative_to(REPO).as_posix()
     return layer
 
 
@@ -110,15 +103,12 @@ def violations() -> list[str]:
         except SyntaxError as exc:
             found.append(f"{relative}:{exc.lineno}: cannot be parsed ({exc.msg})")
             continue
-        for line, module, top_level in imported_modules(tree, module_name(path),
+        for line, module, _ in imported_modules(tree, module_name(path),
                                                         path.name == "__init__.py"):
             target = layer_of(module)
             if target is None:
                 continue
-            if relative == PACKAGE_INIT and top_level and target > 0:
-                found.append(f"{relative}:{line}: imports {module} ({LAYERS[target]}) at top "
-                             f"level; the package may only expose it lazily")
-            elif target > source_layer:
+            if target > source_layer:
                 found.append(f"{relative}:{line}: {LAYERS[source_layer]} imports {module} "
                              f"({LAYERS[target]})")
     return found
@@ -128,7 +118,8 @@ def test_every_project_module_has_a_layer():
     files = source_files()
     assert len(files) > 30
     layers = {path.relative_to(REPO).as_posix(): LAYERS[file_layer(path)] for path in files}
-    assert layers["facealign/metrics.py"] == "core"
+    assert layers["facealign/core/metrics.py"] == "core"
+    assert layers["facealign/__init__.py"] == "cli/api"
     assert layers["facealign/cli.py"] == "cli/api"
     assert layers["facealign/commands/evaluate.py"] == "cli/api"
     assert layers["trainer/run.py"] == "trainer"
@@ -139,16 +130,16 @@ def test_every_project_module_has_a_layer():
 
 def test_function_local_and_relative_imports_are_seen():
     tree = ast.parse("import numpy\n"
-                     "from facealign import metrics\n"
+                     "from facealign.core import metrics\n"
                      "def f():\n"
                      "    from serving import server\n"
                      "    import importlib\n"
                      "    importlib.import_module('facealign.commands.data')\n"
                      "from . import geometry\n")
-    found = sorted(imported_modules(tree, "facealign.crop", is_package=False))
-    assert found == [(1, "numpy", True), (2, "facealign.metrics", True),
+    found = sorted(imported_modules(tree, "facealign.core.crop", is_package=False))
+    assert found == [(1, "numpy", True), (2, "facealign.core.metrics", True),
                      (4, "serving.server", False), (5, "importlib", False),
-                     (6, "facealign.commands.data", False), (7, "facealign.geometry", True)]
+                     (6, "facealign.commands.data", False), (7, "facealign.core.geometry", True)]
 
 
 def test_imports_point_down():

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import geometry
-from facealign.data.pts import read_pts
+from facealign.core import geometry
+from facealign.core.data.pts import read_pts
 from serving import fixtures, rest, server, versions
 from tests.rest_calls import call
 from trainer import export
@@ -92,7 +92,7 @@ def default(loaded, pairs):
 
 
 def tf_examples(pairs):
-    from facealign import examples as names
+    from facealign.core import examples as names
 
     return [tf.train.Example(features=tf.train.Features(feature={
         names.RAW_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),

@@ -12,8 +12,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 import facealign
-from facealign import examples as names
-from facealign.config import AanConfig
+from facealign.core import examples as names
+from facealign.core.config import AanConfig
 from serving import client, fixtures, server
 from trainer import export
 from trainer.aan_model import build_aan_model, inference_model

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from facealign import geometry, landmarks68
-from facealign.data.pts import read_pts
+from facealign.core import geometry, landmarks68
+from facealign.core.data.pts import read_pts
 
 
 @pytest.fixture(scope="module")

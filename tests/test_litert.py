@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from facealign import cli, crop
-from facealign.config import AanConfig, DanConfig, ModelSection
-from facealign.data import read_dataset
+from facealign import cli
+from facealign.core import crop
+from facealign.core.config import AanConfig, DanConfig, ModelSection
+from facealign.core.data import read_dataset
 from serving import fixtures
 from serving.litert import LiteRTModel
 from trainer import export, litert_export

@@ -1,9 +1,10 @@
-"""trainer.losses: the Keras loss and metric are facealign.metrics' error, legacy names included."""
+"""trainer.losses: the Keras loss and metric are facealign.core.metrics' error, legacy names
+included."""
 import keras
 import numpy as np
 import pytest
 
-from facealign import metrics
+from facealign.core import metrics
 from trainer.losses import NormalizedLandmarkLoss, NormalizedMeanError, normalized_mean_error
 
 

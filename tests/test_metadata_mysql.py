@@ -16,8 +16,8 @@ import time
 import pytest
 from test_pipeline_e2e import run_pipeline
 
-from facealign import config
-from facealign.config import ConfigError
+from facealign.core import config
+from facealign.core.config import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 USER, PASSWORD, PASSWORD_ENV = "facealign", "mlmd-test-password", "FACEALIGN_TEST_MLMD_PASSWORD"

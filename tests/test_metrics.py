@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facealign import metrics
+from facealign.core import metrics
 
 
 def _face(scale=1.0):
@@ -119,7 +119,7 @@ def test_legacy_names_are_aliases():
 def test_aan_config_takes_the_names_and_the_legacy_ones():
     import json
 
-    from facealign import config as config_lib
+    from facealign.core import config as config_lib
 
     assert config_lib.AanConfig().normalization == "inter_ocular"
     for legacy, name in metrics.LEGACY_NORMALIZATIONS.items():

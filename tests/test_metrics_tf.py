@@ -1,9 +1,10 @@
-"""facealign.metrics' and facealign.landmarks68's TensorFlow twins against their numpy functions."""
+"""facealign.core.metrics' and facealign.core.landmarks68's TensorFlow twins against their numpy
+functions."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import landmarks68, metrics
+from facealign.core import landmarks68, metrics
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import dlib_peer, peer_comparison
-from facealign import landmarks68
+from facealign.core import landmarks68
 from serving.box_convention import BoxCalibration
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ import pathlib
 
 import pytest
 
-from facealign import cli, config
-from facealign.config import ConfigError
+from facealign import cli
+from facealign.core import config
+from facealign.core.config import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IMAGE = "europe-docker.pkg.dev/my-project/images/facealign:1"

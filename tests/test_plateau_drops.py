@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from facealign import config as config_lib
+from facealign.core import config as config_lib
 from trainer.fit import PlateauDrops
 
 

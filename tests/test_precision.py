@@ -1,7 +1,7 @@
 """trainer.precision: auto picks bfloat16 only where the hardware computes in it."""
 import pytest
 
-from facealign import config as config_lib
+from facealign.core import config as config_lib
 from trainer import precision
 
 ZEN4 = {"avx2", "avx512f", "avx512_bf16"}

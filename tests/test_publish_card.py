@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from facealign import config as config_lib
+from facealign.core import config as config_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

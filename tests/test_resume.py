@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from facealign.config import TrainerSection
+from facealign.core.config import TrainerSection
 from trainer import backup, fit
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

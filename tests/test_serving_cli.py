@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign import cli, geometry
-from facealign.data.pts import read_pts
+from facealign import cli
+from facealign.core import geometry
+from facealign.core.data.pts import read_pts
 from serving import detector, fixtures
 
 

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from facealign import cli, geometry
-from facealign.data.pts import read_pts
+from facealign import cli
+from facealign.core import geometry
+from facealign.core.data.pts import read_pts
 from serving import client, fixtures, rest, server
 
 NAME = "dan"

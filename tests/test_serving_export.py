@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import canonical, geometry
-from facealign import examples as names
-from facealign.data.pts import read_pts
+from facealign.core import canonical, geometry
+from facealign.core import examples as names
+from facealign.core.data.pts import read_pts
 from serving import fixtures
 from trainer import export
 

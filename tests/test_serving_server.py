@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import geometry
-from facealign.data.pts import read_pts
+from facealign.core import geometry
+from facealign.core.data.pts import read_pts
 from serving import fixtures, rest, server
 from tests.rest_calls import call
 

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from facealign import model_paths
+from facealign.core import model_paths
 from serving import versions
 from serving.errors import ModelError
 

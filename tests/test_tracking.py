@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign import geometry
-from facealign.data.pts import read_pts
+from facealign.core import geometry
+from facealign.core.data.pts import read_pts
 from serving import fixtures, tracking
 from serving.aligner import Aligner
 from serving.model import open_model

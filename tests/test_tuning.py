@@ -9,7 +9,8 @@ import re
 import keras_tuner as kt
 import pytest
 
-from facealign import cli, config
+from facealign import cli
+from facealign.core import config
 from trainer import tuning
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

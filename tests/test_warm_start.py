@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign import model_paths
-from facealign.config import DanConfig
+from facealign.core import model_paths
+from facealign.core.config import DanConfig
 from tests.real_faces import canonical_face
 from trainer import export, warm_start
 from trainer.dan_model import build_dan_model

@@ -140,7 +140,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from facealign.config import AanConfig
+from facealign.core.config import AanConfig
 from trainer.aan_layers import (
     AttentionBlock,
     BottleneckBlock,

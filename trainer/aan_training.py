@@ -23,8 +23,8 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from facealign.config import AanConfig, TrainerSection
-from facealign.metrics import INTER_OCULAR, INTER_PUPIL
+from facealign.core.config import AanConfig, TrainerSection
+from facealign.core.metrics import INTER_OCULAR, INTER_PUPIL
 from trainer import dan_input
 from trainer.aan_model import FINAL, build_aan_model, inference_model
 from trainer.backup import StageBackup

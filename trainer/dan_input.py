@@ -1,7 +1,7 @@
 """tf.data input for DAN training: canonical-sample TFRecords -> (image, landmarks) batches.
 
 Reads GZIP TFRecords of the canonical tf.Examples written by Augment (feature
-names in facealign.examples); only the image and its landmarks are parsed.
+names in facealign.core.examples); only the image and its landmarks are parsed.
 Yields float32 images [B, size, size, 1] (0-255 values) and float32 shapes
 [B, N, 2].
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import tensorflow as tf
 
-from facealign import examples
+from facealign.core import examples
 from trainer import distribution
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -13,7 +13,7 @@ integer coordinates (0-based), the convention of
 Geometry (transform estimation, warps, heatmap distances) always runs in
 float32, whatever the model's mixed-precision policy: in bfloat16 a landmark
 coordinate near 100 px would be off by up to half a pixel. Estimating,
-applying and inverting transforms are facealign.geometry's ``*_tf``
+applying and inverting transforms are facealign.core.geometry's ``*_tf``
 functions, the twins of the numpy ones the data pipeline uses.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from facealign import crop, geometry
+from facealign.core import crop, geometry
 
 _PACKAGE = "facealign"
 
@@ -42,7 +42,7 @@ class TransformEstimation(keras.layers.Layer):
     reflection) keep the face undistorted. Parameterising the linear part as
     [[a, -b], [b, a]] makes the least-squares fit linear in (a, b), so it has
     a closed form (the one of the official implementation, and of
-    facealign.geometry.estimate_similarity): a = sum(s.d) / |s|^2,
+    facealign.core.geometry.estimate_similarity): a = sum(s.d) / |s|^2,
     b = sum(s_x d_y - s_y d_x) / |s|^2 for centred source s and destination
     d; its determinant a^2 + b^2 >= 0 rules out reflections.
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from facealign.config import DanConfig
+from facealign.core.config import DanConfig
 from trainer.batchnorm import FusedBatchNorm
 from trainer.dan_layers import (
     FeatureImage,

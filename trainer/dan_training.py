@@ -17,9 +17,9 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from facealign import metrics
-from facealign.config import DanConfig, TrainerSection
-from facealign.metrics import INTER_OCULAR, INTER_PUPIL
+from facealign.core import metrics
+from facealign.core.config import DanConfig, TrainerSection
+from facealign.core.metrics import INTER_OCULAR, INTER_PUPIL
 from trainer import dan_input, distribution
 from trainer.dan_model import (
     build_dan_model,

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign import crop
-from facealign import examples as names
+from facealign.core import crop
+from facealign.core import examples as names
 
 METADATA_FILE = "facealign_metadata.json"
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra
@@ -55,7 +55,7 @@ CANONICAL_SIGNATURE = "predict_canonical"
 
 # --- what the graph refuses: INVALID_ARGUMENT naming the instance, under TF Serving too -------
 
-# The bounds a box must keep (facealign/crop.py, where the numpy twin of these checks is too)
+# The bounds a box must keep (facealign/core/crop.py, where the numpy twin of these checks is too)
 MIN_BOX_PIXELS, MAX_BOX_TO_IMAGE = crop.MIN_BOX_PIXELS, crop.MAX_BOX_TO_IMAGE
 # The first bytes of each format tf.io.decode_image reads (JPEG, PNG, GIF, BMP, WebP, JPEG XL):
 # other bytes are refused, naming their instance, before the decoder (whose errors cannot).
@@ -162,7 +162,7 @@ class _Graph:
         self.spread_scale = float(np.linalg.norm(mean_shape.max(0) - mean_shape.min(0)))
 
     def fit(self, box):
-        """(scale [B], box centre [B, 2]) placing S0 in each box [B, 4] (facealign.crop.BoxFit)."""
+        """(scale [B], box centre [B, 2]) placing S0 in each box [B, 4] (crop.BoxFit)."""
         return self.box_fit.scale_and_centre(box)
 
     def crop_one(self, args):
@@ -171,7 +171,7 @@ class _Graph:
         return self._warp(crop.decode_gray(encoded), scale, centre)
 
     def _warp(self, gray, scale, centre):
-        """By facealign.crop, the crop Augment trained on."""
+        """By facealign.core.crop, the crop Augment trained on."""
         to_original = self.box_fit.to_original(scale[None], centre[None])
         return crop.warp(gray, to_original, self.size)[0]
 

@@ -3,7 +3,7 @@
 Augment trains on mirrored faces (augment.mirror), so a network answers the mirror image
 of a crop about as well as the crop, with errors that are partly independent; the mean of
 the two answers (the mirror's flipped back: x -> size - 1 - x, the points re-indexed by the
-68-point mirror permutation, as facealign.canonical.mirror_points does for training) cancels
+68-point mirror permutation, as facealign.core.canonical.mirror_points does for training) cancels
 part of both. The averaged model is exactly mirror-equivariant. It costs a second forward
 pass, run as one batch of 2B, and reads the same weights in the same order, so warm start
 moves weights between averaged and plain models unchanged (trainer.warm_start).
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign import landmarks68
+from facealign.core import landmarks68
 
 
 class MirrorPair(keras.layers.Layer):

@@ -4,7 +4,7 @@ The .tflite model is the SavedModel's ``predict_canonical``: ``image`` uint8
 [B, S, S, 1] canonical crops in; ``landmarks`` float32 [B, N, 2] in
 canonical pixels, ``stage_spread`` [B] and ``landmark_spread`` [B, N] out
 (signature "serving_default"). Decoding a JPEG is no TFLite op and an app
-has its own camera frames, so the app crops by facealign/crop.py's
+has its own camera frames, so the app crops by facealign/core/crop.py's
 definition (grey BT.601, S0 fitted to the face box as crop.BoxFit,
 bilinear, black outside, rounded to uint8) and maps the points back with
 the same affine; S0 is in the JSON written beside the model.
@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from facealign import canonical, model_paths
+from facealign.core import canonical, model_paths
 from trainer import export, warm_start
 from trainer.dan_layers import ImageTransform
 
@@ -115,7 +115,7 @@ def calibration_crops(records, mean_shape, image_size: int,
                       count: int = DEFAULT_CALIBRATION_FACES, seed: int = 0) -> np.ndarray:
     """uint8 [K, S, S, 1]: canonical crops of up to `count` faces (a seeded pick) for calibration.
 
-    records: facealign.data FaceRecords (photo, landmarks, detector box); the
+    records: facealign.core.data FaceRecords (photo, landmarks, detector box); the
     crop is canonical.eval_sample's, the one a deployed model sees.
     """
     records = list(records)
@@ -209,7 +209,7 @@ def sidecar(folder: str, metadata: dict, format: str, quantize: str, ops: dict,
         "outputs": {"landmarks": {"dtype": "float32", "shape": [-1, count, 2]},
                     "stage_spread": {"dtype": "float32", "shape": [-1]},
                     "landmark_spread": {"dtype": "float32", "shape": [-1, count]}},
-        "crop": ("facealign/crop.py: grey = BT.601 of RGB (unrounded); S0 fitted to the box "
+        "crop": ("facealign/core/crop.py: grey = BT.601 of RGB (unrounded); S0 fitted to the box "
                  "(scale = mean of box width / S0 width and box height / S0 height, box "
                  "centre onto S0's box centre); bilinear, 0 outside, rounded to uint8; "
                  "landmarks map back by the same scale and centres"),
@@ -232,7 +232,7 @@ def export_tflite(model_path, out, quantize: str = "float32", calibration_record
                   calibration_faces: int = DEFAULT_CALIBRATION_FACES) -> dict:
     """Writes `out` (.tflite) and `out`.json from the SavedModel at `model_path`.
 
-    calibration_records: facealign.data FaceRecords of real training faces,
+    calibration_records: facealign.core.data FaceRecords of real training faces,
     needed for "int8" (a seeded pick of calibration_faces of them is used).
     Returns the sidecar's contents plus "out" and "bytes".
     """

@@ -3,7 +3,7 @@
 Per face: mean over landmarks of the Euclidean point error, divided by a
 length of the ground-truth face, so the number is comparable across face
 sizes. The measure itself, its normalisations and their names are
-facealign.metrics' (``face_errors_tf``, the TensorFlow twin of the
+facealign.core.metrics' (``face_errors_tf``, the TensorFlow twin of the
 evaluator's ``face_errors``); this module adapts it to Keras. DAN trains on
 the inter-pupil normalisation. Markups other than the 68-point one have no
 defined eyes: those fall back to the diagonal of the ground truth's bounding
@@ -19,8 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from facealign import metrics
-from facealign.metrics import INTER_PUPIL
+from facealign.core import metrics
+from facealign.core.metrics import INTER_PUPIL
 
 _PACKAGE = "facealign"
 

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from facealign import config as config_lib
-from facealign import frame_io, geometry
-from facealign.canonical_example import decode_canonical_example
+from facealign.core import config as config_lib
+from facealign.core import frame_io, geometry
+from facealign.core.canonical_example import decode_canonical_example
 from trainer import backup, distribution, export, flip_average, warm_start
 from trainer.fit import training_rate
 from trainer.training import train_model

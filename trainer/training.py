@@ -7,7 +7,7 @@ under the `trainer.distribution` strategy (trainer/distribution.py).
 """
 from __future__ import annotations
 
-from facealign.config import ModelSection, TrainerSection
+from facealign.core.config import ModelSection, TrainerSection
 from trainer import aan_training, dan_training, distribution, warm_start
 from trainer.aan_model import inference_model
 from trainer.fit import TrainingResult

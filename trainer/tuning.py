@@ -1,7 +1,7 @@
 """Hyperparameter sweeps with KerasTuner (1.4.8): `facealign tune` and the TFX Tuner.
 
 The search space is `tuner.search_space` in pipeline.yaml (validated by
-facealign.config: known names only, typed specs, ranges inside the schema).
+facealign.core.config: known names only, typed specs, ranges inside the schema).
 Hyperparameter names are the dotted config keys (`trainer.learning_rate`), so
 a trial is simply the configuration with those values set
 (`config_with_hyperparameters`), trained by the same functions as the Trainer.
@@ -45,7 +45,7 @@ import time
 
 import keras_tuner as kt
 
-from facealign import config as config_lib
+from facealign.core import config as config_lib
 
 OBJECTIVE = "val_nme_inter_ocular"
 
@@ -245,7 +245,7 @@ def tuner_fn(fn_args):
     """TFX Tuner entry point: the configured tuner and the prepared data to search on."""
     from tfx import v1 as tfx
 
-    from facealign import frame_io
+    from facealign.core import frame_io
 
     cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Tuner custom_config")
     frame = frame_io.read_frame(fn_args.transform_graph_path)

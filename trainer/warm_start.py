@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign import model_paths
+from facealign.core import model_paths
 from trainer import export, flip_average
 
 # The settings that decide the shapes of the weights, per model kind.
@@ -177,7 +177,7 @@ def rebuild(path, precision: str | None = "float32", flip_average: bool | None =
     flip_average: the view with / without test-time flip averaging; None: as recorded.
     stages: a DAN's first `stages` stages only (1: stage 1 alone); None: all of them.
     """
-    from facealign.config import ModelSection
+    from facealign.core.config import ModelSection
     from trainer.aan_model import build_aan_model, inference_model
     from trainer.dan_model import build_dan_model
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils
 
-from facealign import examples as names
+from facealign.core import examples as names
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 # Free-text identifiers: SchemaGen infers a closed string domain for them from

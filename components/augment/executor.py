@@ -23,13 +23,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.augment import anomalies, spec
-from facealign import canonical, canonical_example, crop, frame_io, raw_example
+from facealign.core import canonical, canonical_example, crop, frame_io, raw_example
 
 FILE_PREFIX = "data_tfrecord"
 
 
 def decode_image(face: dict):
-    """The face's grey image, decoded as the served model decodes it (facealign.crop)."""
+    """The face's grey image, decoded as the served model decodes it (facealign.core.crop)."""
     try:
         return crop.decode_gray(face["image"])
     except tf.errors.InvalidArgumentError as exc:

@@ -1,7 +1,7 @@
 """Scores an exported model the way a TF Serving client calls it.
 
 Raw faces, as LandmarkExampleGen writes them (the photo's encoded bytes and
-the detector box; feature names in facealign/examples.py), go through the
+the detector box; feature names in facealign/core/examples.py), go through the
 SavedModel's `serving_tf_example` signature, which crops, normalises,
 predicts and maps back to the photo inside the graph. The predictions are
 compared with the examples' own annotated landmarks, in the photo's pixels.
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from facealign import metrics
-from facealign.raw_example import parse_example
+from facealign.core import metrics
+from facealign.core.raw_example import parse_example
 from trainer.export import TF_EXAMPLE_SIGNATURE as SERVING_SIGNATURE  # raw tf.Examples in
 
 SERVING_INPUT = "examples"

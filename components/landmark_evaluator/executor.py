@@ -28,7 +28,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.landmark_evaluator import evaluation, spec
 from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE, CED_FILE, METRICS_FILE
-from facealign import metrics
+from facealign.core import metrics
 
 
 def headline_nme(summary: dict) -> float:

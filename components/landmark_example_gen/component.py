@@ -17,7 +17,7 @@ class LandmarkExampleGen(base_beam_component.BaseBeamComponent):
     Parameters: `sources` (data.sources entries with absolute paths, see
     pipeline/), `eval_count` and `seed` (the validation hold-out), `on_error`.
     Output `examples`: gzipped raw-face tf.Examples per split (feature names
-    in facealign/examples.py) and `ingest_report.json`.
+    in facealign/core/examples.py) and `ingest_report.json`.
     """
 
     SPEC_CLASS = LandmarkExampleGenSpec

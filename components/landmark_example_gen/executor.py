@@ -1,7 +1,7 @@
 """Reads the configured datasets and writes raw-face tf.Examples per split.
 
 Reading (walking folders, checking every image header and annotation) runs
-here through the facealign.data readers, which report every rejected input;
+here through the facealign.core.data readers, which report every rejected input;
 Beam then reads the image bytes and writes gzipped TFRecords in parallel. The
 rejects are kept with the output: `ingest_report.json` in the artifact and
 the counts as custom properties, so nothing read is ever lost from view.
@@ -23,8 +23,8 @@ from tfx.types import artifact_utils
 
 from components.landmark_example_gen import spec
 from components.landmark_example_gen import splits as splitting
-from facealign.data import sources as data_sources
-from facealign.raw_example import face_dict, face_to_example
+from facealign.core.data import sources as data_sources
+from facealign.core.raw_example import face_dict, face_to_example
 
 REPORT_FILE = "ingest_report.json"
 FILE_PREFIX = "data_tfrecord"

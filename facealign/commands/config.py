@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import yaml
 
-from facealign import config
+from facealign.core import config
 
 
 def add_parser(sub) -> None:

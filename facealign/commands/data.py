@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pathlib
 
-from facealign.data import FORMATS, DataError, read_dataset
-from facealign.data.report import ON_ERROR_CHOICES
+from facealign.core.data import FORMATS, DataError, read_dataset
+from facealign.core.data.report import ON_ERROR_CHOICES
 
 
 def add_parser(sub) -> None:
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from facealign.errors import UserError
+    from facealign.core.errors import UserError
 
     if args.format == "coco" and not args.annotations:
         raise UserError("--format coco needs --annotations JSON")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -38,9 +38,9 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from components.landmark_evaluator import evaluation
-    from facealign import metrics
-    from facealign.data import read_dataset
-    from facealign.raw_example import record_to_example
+    from facealign.core import metrics
+    from facealign.core.data import read_dataset
+    from facealign.core.raw_example import record_to_example
     from serving.errors import ModelError
     from serving.model import scored_model
 

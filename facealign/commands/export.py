@@ -8,7 +8,7 @@ trainer/onnx_export.py's.
 """
 from __future__ import annotations
 
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -36,8 +36,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from facealign import model_paths
-    from facealign.data import read_dataset
+    from facealign.core import model_paths
+    from facealign.core.data import read_dataset
     from trainer import litert_export
 
     try:

@@ -1,7 +1,7 @@
 """The face options `predict` and `track` share: --box, --detector, --face-cascade."""
 from __future__ import annotations
 
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 
 
 def add_face_options(parser, box_help: str, cascade_help: str) -> None:

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from facealign.commands.face_options import add_face_options, checked_box
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 
 
 def add_parser(sub) -> None:

@@ -14,7 +14,7 @@ import argparse
 import logging
 import pathlib
 
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 
 _TRUE, _FALSE = ("true", "1", "yes", "t"), ("false", "0", "no", "f")
 
@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from facealign import model_paths
+    from facealign.core import model_paths
     from serving import server
 
     base = pathlib.Path(args.model_base_path)

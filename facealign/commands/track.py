@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from facealign.commands.face_options import add_face_options, checked_box
-from facealign.errors import UserError
+from facealign.core.errors import UserError
 from serving.tracking import DEFAULT_MAX_SPREAD, DEFAULT_MIN_FACE
 
 

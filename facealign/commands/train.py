@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import pathlib
 
-from facealign import config
 from facealign.commands.config import add_config_arguments
-from facealign.errors import UserError
+from facealign.core import config
+from facealign.core.errors import UserError
 
 
 def add_parser(sub) -> None:

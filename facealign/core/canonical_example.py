@@ -1,7 +1,7 @@
 """Canonical samples as tf.Examples: the one format Augment writes and the trainer and
 evaluator read.
 
-Feature names come from facealign.examples. Images travel as raw uint8 bytes
+Feature names come from facealign.core.examples. Images travel as raw uint8 bytes
 (size * size, row-major) rather than PNG: they are small, and decoding a raw
 buffer is free in a tf.data pipeline.
 """
@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from facealign import examples
-from facealign.canonical import CanonicalSample
+from facealign.core import examples
+from facealign.core.canonical import CanonicalSample
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One annotated face as the raw tf.Example LandmarkExampleGen writes, and back.
 
-Feature names come from facealign/examples.py. The Beam executor writes these
+Feature names come from facealign/core/examples.py. The Beam executor writes these
 per split; `facealign evaluate` encodes the faces of any annotated folder the
 same way, so the Evaluator and the command send a model identical requests;
 `parse_example` reads one back (the Evaluator's ground truth).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from facealign import examples as names
+from facealign.core import examples as names
 
 
 def face_dict(record, split: str = "") -> dict:
@@ -48,7 +48,7 @@ def face_to_example(face: dict) -> bytes:
 
 
 def record_to_example(record) -> bytes:
-    """A FaceRecord (facealign.data) -> serialized raw tf.Example."""
+    """A FaceRecord (facealign.core.data) -> serialized raw tf.Example."""
     return face_to_example(face_dict(record))
 
 

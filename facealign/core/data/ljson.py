@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from facealign.data import layout
-from facealign.data.faces import FaceAnnotation
-from facealign.data.records import Reject
+from facealign.core.data import layout
+from facealign.core.data.faces import FaceAnnotation
+from facealign.core.data.records import Reject
 
 
 class LjsonProblem(ValueError):

@@ -8,7 +8,7 @@ fails loudly instead of yielding a plausible-looking wrong pupil or mirror.
 markup's convention): the "left" eye, 36-41, is the subject's right eye.
 Index constants are plain tuples so TensorFlow code can ``tf.gather`` them.
 
-The two eye distances that normalise errors (facealign.metrics) have a
+The two eye distances that normalise errors (facealign.core.metrics) have a
 TensorFlow twin at the end, ``*_tf``, for training losses; TensorFlow is
 imported inside them, so importing this module stays numpy-only.
 """

@@ -11,14 +11,14 @@ import collections
 import pathlib
 from collections.abc import Iterable, Iterator, Sequence
 
-from facealign.data.boxes import read_box_csvs
-from facealign.data.coco import find_coco_faces
-from facealign.data.faces import assemble_faces
-from facealign.data.folder_300w import find_300w_faces
-from facealign.data.layout import check_root
-from facealign.data.ljson import find_ljson_faces
-from facealign.data.records import FaceRecord, Reject
-from facealign.data.report import DataError, DataReport, OnError, check_policy, enforce
+from facealign.core.data.boxes import read_box_csvs
+from facealign.core.data.coco import find_coco_faces
+from facealign.core.data.faces import assemble_faces
+from facealign.core.data.folder_300w import find_300w_faces
+from facealign.core.data.layout import check_root
+from facealign.core.data.ljson import find_ljson_faces
+from facealign.core.data.records import FaceRecord, Reject
+from facealign.core.data.report import DataError, DataReport, OnError, check_policy, enforce
 
 FORMATS = ("300w", "ljson", "coco")
 SOURCE_FIELDS = ("name", "format", "root", "boxes", "annotations")  # as in config.SourceConfig
@@ -96,7 +96,7 @@ def load_sources(sources: Iterable, on_error: OnError = "skip", base_dir=None
                  ) -> tuple[list[FaceRecord], DataReport]:
     """Every source's accepted faces, in source order, and one combined report.
 
-    ``sources`` are facealign.config.SourceConfig objects, or anything with the
+    ``sources`` are facealign.core.config.SourceConfig objects, or anything with the
     attributes name, format, root, boxes, annotations (plain dicts work too).
     Relative paths are taken relative to ``base_dir`` (default: the current folder).
     Sources with different landmark counts cannot train one model: DataError.

@@ -9,7 +9,7 @@ import collections
 import dataclasses
 from typing import Literal
 
-from facealign.data.records import FaceRecord, Reject
+from facealign.core.data.records import FaceRecord, Reject
 
 OnError = Literal["skip", "fail"]
 ON_ERROR_CHOICES = ("skip", "fail")

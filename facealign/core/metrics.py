@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facealign import landmarks68
+from facealign.core import landmarks68
 
 INTER_OCULAR = "inter_ocular"   # outer eye corners, points 36 and 45: the headline 300-W measure
 INTER_PUPIL = "inter_pupil"     # eye-contour centroids (36-41, 42-47): DAN's loss, eq. 4
@@ -43,7 +43,7 @@ def default_normalization(num_landmarks: int, preferred: str = INTER_OCULAR) -> 
     """The normalisation to use for a markup: ``preferred`` where it defines it, else the box
     diagonal.
 
-    The eye distances exist only for the 68-point markup (facealign.landmarks68),
+    The eye distances exist only for the 68-point markup (facealign.core.landmarks68),
     so with the default this is inter-ocular for 68 points (the paper's headline
     figure) and the box diagonal (Menpo's) for any other count.
     """

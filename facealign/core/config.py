@@ -91,11 +91,11 @@ class AugmentSection(_Section):
     copies: Annotated[int, Field(ge=1, le=100)] = 10
     mirror: bool = True
     # half: `copies` per face, half of them mirrored; extra: the official DAN code's, `copies`
-    # of the face and `copies` more of its mirror image (facealign/canonical.py)
+    # of the face and `copies` more of its mirror image (facealign/core/canonical.py)
     mirror_copies: Literal["half", "extra"] = "half"
     translation_sigma: Annotated[float, Field(ge=0, le=1)] = 0.2  # of translation_unit
     # face: of the initial shape's width/height; frame_pixels: the official DAN code's, of
-    # S0's canonical width/height taken as original-image pixels (facealign/canonical.py)
+    # S0's canonical width/height taken as original-image pixels (facealign/core/canonical.py)
     translation_unit: Literal["face", "frame_pixels"] = "frame_pixels"
     rotation_sigma_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     scale_sigma: Annotated[float, Field(ge=0, le=1)] = 0.25
@@ -155,9 +155,9 @@ class AanConfig(_Section):
     # Steps after which the learning rate drops to 1/10 and 1/100 of trainer.learning_rate
     # (paper: 1e-3 -> 1e-4 -> 1e-5 "after 25,000 and 40,000" iterations).
     lr_boundaries: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = [25000, 40000]
-    # The loss's normaliser (facealign.metrics): inter_ocular, the outer eye corners (sec. 4.2),
-    # inter_pupil or box_diagonal; the names before issue #12 (corners, pupils, diagonal) still
-    # load.
+    # The loss's normaliser (facealign.core.metrics): inter_ocular, the outer eye corners
+    # (sec. 4.2), inter_pupil or box_diagonal; the names before issue #12 (corners, pupils,
+    # diagonal) still load.
     normalization: Literal["inter_ocular", "inter_pupil", "box_diagonal"] = "inter_ocular"
 
     @pydantic.field_validator("lr_boundaries")
@@ -170,7 +170,7 @@ class AanConfig(_Section):
     @pydantic.field_validator("normalization", mode="before")
     @classmethod
     def _legacy_normalization_name(cls, name):
-        from facealign.metrics import LEGACY_NORMALIZATIONS
+        from facealign.core.metrics import LEGACY_NORMALIZATIONS
         return LEGACY_NORMALIZATIONS.get(name, name) if isinstance(name, str) else name
 
     @pydantic.model_validator(mode="after")

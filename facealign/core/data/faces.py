@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from facealign.data import boxes as boxes_lib
-from facealign.data.images import ImageProblem, checked_image_size
-from facealign.data.records import (
+from facealign.core.data import boxes as boxes_lib
+from facealign.core.data.images import ImageProblem, checked_image_size
+from facealign.core.data.records import (
     BOX_FROM_ANNOTATION,
     BOX_FROM_DETECTOR,
     BOX_FROM_LANDMARKS,

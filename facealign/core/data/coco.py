@@ -19,11 +19,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from facealign.data import layout
-from facealign.data.boxes import normalize_relpath
-from facealign.data.faces import FaceAnnotation
-from facealign.data.records import Reject
-from facealign.data.report import DataError
+from facealign.core.data import layout
+from facealign.core.data.boxes import normalize_relpath
+from facealign.core.data.faces import FaceAnnotation
+from facealign.core.data.records import Reject
+from facealign.core.data.report import DataError
 
 
 def find_coco_faces(annotations: pathlib.Path, root: pathlib.Path | None,

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from facealign.data.images import IMAGE_SUFFIXES, is_image_name
-from facealign.data.records import Reject
-from facealign.data.report import DataError
+from facealign.core.data.images import IMAGE_SUFFIXES, is_image_name
+from facealign.core.data.records import Reject
+from facealign.core.data.report import DataError
 
 
 def check_root(root: pathlib.Path) -> None:
@@ -93,7 +93,7 @@ def find_annotated_faces(root: pathlib.Path, dataset: str, suffix: str,
     `parse` reads one annotation file into landmarks [N, 2] (0-based) and
     raises one of `problems` (message = the reason) for a bad file.
     """
-    from facealign.data.faces import FaceAnnotation  # faces.py builds on this module
+    from facealign.core.data.faces import FaceAnnotation  # faces.py builds on this module
 
     root = pathlib.Path(root)
     check_root(root)

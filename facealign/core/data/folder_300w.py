@@ -8,10 +8,10 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterator
 
-from facealign.data import layout
-from facealign.data.faces import FaceAnnotation
-from facealign.data.pts import PtsProblem, read_pts
-from facealign.data.records import Reject
+from facealign.core.data import layout
+from facealign.core.data.faces import FaceAnnotation
+from facealign.core.data.pts import PtsProblem, read_pts
+from facealign.core.data.records import Reject
 
 
 def find_300w_faces(root: pathlib.Path, dataset: str) -> Iterator[FaceAnnotation | Reject]:

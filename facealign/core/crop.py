@@ -14,7 +14,7 @@ Serving client's request produces:
    ``tf.raw_ops.ImageProjectiveTransformV3``, black outside the image, then
    rounded to uint8.
 
-The transform is numpy (facealign.canonical, float64) for Augment's
+The transform is numpy (facealign.core.canonical, float64) for Augment's
 perturbed crops and TensorFlow inside the serving graph; the one transform
 both need, S0 fitted to a detector box, is `geometry.box_fit_transform` in
 numpy and `BoxFit` here, with a parity test.

@@ -7,7 +7,7 @@ pixels): for evaluation the one that undoes S0 fitted to the face box; for
 training the same with the initial shape randomly moved, turned, scaled and
 mirrored (paper section 4), so the network learns to correct a bad start.
 The transforms are computed here in numpy; the pixels come from
-facealign.crop, the implementation the exported model runs too.
+facealign.core.crop, the implementation the exported model runs too.
 
 The accumulators at the end let a distributed job (the Beam Augment
 component) compute S0 and the pixel normalisation from partial sums.
@@ -19,7 +19,7 @@ import hashlib
 
 import numpy as np
 
-from facealign import crop, geometry, landmarks68
+from facealign.core import crop, geometry, landmarks68
 
 # --- the frame ------------------------------------------------------------
 

@@ -15,8 +15,8 @@ import posixpath
 
 import numpy as np
 
-from facealign.data.records import Box, Reject
-from facealign.data.report import DataError
+from facealign.core.data.records import Box, Reject
+from facealign.core.data.report import DataError
 
 CSV_HEADER = ("image", "x0", "y0", "x1", "y1")
 MIN_INSIDE_FRACTION = 0.5  # of the box's area; detector boxes may overhang an image edge

@@ -3,15 +3,15 @@
 The pipeline calls ``load_sources(config.data.sources, config.data.on_error)``;
 ``facealign data check`` calls ``read_dataset`` on one folder.
 """
-from facealign.data.records import (
+from facealign.core.data.records import (
                                     BOX_FROM_ANNOTATION,
                                     BOX_FROM_DETECTOR,
                                     BOX_FROM_LANDMARKS,
                                     FaceRecord,
                                     Reject,
 )
-from facealign.data.report import DataError, DataReport
-from facealign.data.sources import FORMATS, iter_faces, load_sources, read_dataset
+from facealign.core.data.report import DataError, DataReport
+from facealign.core.data.sources import FORMATS, iter_faces, load_sources, read_dataset
 
 __all__ = [
     "BOX_FROM_ANNOTATION", "BOX_FROM_DETECTOR", "BOX_FROM_LANDMARKS", "FORMATS",
