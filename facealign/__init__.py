@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name == "load":
+        from facealign import installation
+
+        installation.check_packages()
         from facealign.api import load
 
         return load

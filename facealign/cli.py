@@ -13,10 +13,10 @@ import argparse
 import importlib
 import sys
 
+from facealign import installation
 from facealign.core.config import ConfigError
 from facealign.core.data.report import DataError
 from facealign.core.errors import UserError
-from serving.errors import InputError
 
 # module path -> registers one or more subcommands
 _COMMAND_MODULES = (
@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:   # before anything imports the shadowed packages' modules
+        installation.check_packages()
+    except ImportError as exc:
+        print(f"facealign: error: {exc}", file=sys.stderr)
+        return 2
+    from serving.errors import InputError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -69,7 +69,7 @@ def warm_start_resolver(cfg: Config):
 
     TFX's own strategy: the candidate does not exist yet when the Trainer starts.
     """
-    if cfg.trainer.warm_start != "latest_blessed":
+    if cfg.trainer.warm_start != config_lib.LATEST_BLESSED:
         return None
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -136,7 +136,7 @@ def create_components(cfg: Config, kubeflow: bool = False,
         transform_graph=augment.outputs[augment_spec.CANONICAL_FRAME_KEY],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"facealign": config_lib.component_config(cfg, config_lib.TUNER_SECTIONS)}
+        custom_config=config_lib.custom_config(cfg, config_lib.TUNER_SECTIONS)
     ) if cfg.tuner.enabled else None
     warm_start = warm_start_resolver(cfg)
     trainer_args = dict(
@@ -147,7 +147,7 @@ def create_components(cfg: Config, kubeflow: bool = False,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         base_model=warm_start.outputs["model"] if warm_start else None,
-        custom_config={"facealign": config_lib.component_config(cfg, config_lib.TRAINER_SECTIONS)})
+        custom_config=config_lib.custom_config(cfg, config_lib.TRAINER_SECTIONS))
     if kubeflow and cfg.trainer.cluster is not None:   # the Trainer as a Vertex AI custom job
         trainer_args["custom_config"].update(
             vertex_training_config(cfg.trainer.cluster, trainer_image))
@@ -167,15 +167,11 @@ def create_components(cfg: Config, kubeflow: bool = False,
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs[evaluator_spec.BLESSING_KEY],
         base_directory=str(cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name))
-    nodes = [example_gen, statistics_gen, schema_gen, example_validator, augment, trainer,
+    # In the order they run; the optional ones (None) where they sit in that order.
+    nodes = [example_gen, statistics_gen, schema_gen, example_validator, augment, tuner,
+             warm_start, trainer, baseline if cfg.evaluator.compare_to_baseline else None,
              evaluator, pusher]
-    if cfg.evaluator.compare_to_baseline:
-        nodes.insert(6, baseline)
-    if tuner is not None:
-        nodes.insert(nodes.index(trainer), tuner)
-    if warm_start is not None:
-        nodes.insert(nodes.index(trainer), warm_start)
-    return nodes
+    return [node for node in nodes if node is not None]
 
 
 def create_pipeline(cfg: Config, *, pipeline_root: str | None = None,

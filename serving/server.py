@@ -192,15 +192,21 @@ class LocalServer:
         await site.start()
         self.port = self._runner.addresses[0][1]
 
-    async def _main(self, ready: threading.Event | None) -> None:
+    async def _serve(self, on_ready, handle_signals: bool) -> None:
+        """Serves until stop() (or, with handle_signals, SIGINT / SIGTERM): the one lifecycle
+        behind start() (in a thread) and serve_forever() (in this one)."""
         self._stopped = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._loop.add_signal_handler(signum, self._stopped.set)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass  # not the main thread, or no signals here: Ctrl-C still raises
+        await self._start_site()
         try:
-            await self._start_site()
-        finally:
-            if ready is not None:
-                ready.set()
-        try:
+            if on_ready:
+                on_ready(self)
             await self._stopped.wait()
         finally:
             await self._runner.cleanup()
@@ -210,6 +216,10 @@ class LocalServer:
         self.repository.refresh()
         self.repository.start_polling()
 
+    def _release(self) -> None:
+        self.repository.stop_polling()
+        self.serving.close()
+
     def start(self) -> LocalServer:
         """Loads the model, serves in a background thread; returns once the port is open."""
         self.load()
@@ -218,7 +228,7 @@ class LocalServer:
 
         def run():
             try:
-                asyncio.run(self._main(ready))
+                asyncio.run(self._serve(lambda _server: ready.set(), handle_signals=False))
             except BaseException as exc:
                 errors.append(exc)
                 ready.set()
@@ -233,36 +243,17 @@ class LocalServer:
     def serve_forever(self, on_ready=None) -> None:
         """Loads the model and serves in this thread until interrupted."""
         self.load()
-
-        async def main():
-            self._stopped = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(signum, self._stopped.set)
-                except (NotImplementedError, RuntimeError, ValueError):
-                    pass  # not the main thread, or no signals here: Ctrl-C still raises
-            await self._start_site()
-            if on_ready:
-                on_ready(self)
-            try:
-                await self._stopped.wait()
-            finally:
-                await self._runner.cleanup()
-
         try:
-            asyncio.run(main())
+            asyncio.run(self._serve(on_ready, handle_signals=True))
         finally:
-            self.repository.stop_polling()
-            self.serving.close()
+            self._release()
 
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.repository.stop_polling()
-        self.serving.close()
+        self._release()
 
     def __enter__(self):
         return self.start()

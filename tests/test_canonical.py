@@ -279,7 +279,7 @@ def test_same_seed_and_face_give_identical_samples(faces, frame):
 
 
 def test_perturbations_do_not_depend_on_the_process_hash_seed():
-    code = ("from facealign import canonical; "
+    code = ("from facealign.core import canonical; "
             "print(canonical.perturbation_rng(3, 'afw/1_1', 2).normal())")
     outputs = set()
     for hash_seed in ("1", "2"):

@@ -16,9 +16,6 @@ from trainer import backup, distribution, export, flip_average, warm_start
 from trainer.fit import training_rate
 from trainer.training import train_model
 
-NO_WARM_START = "none"
-LATEST_BLESSED = "latest_blessed"
-
 
 def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dict,
                      serving_model_dir: str, log_dir: str | None = None,
@@ -30,7 +27,7 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
     it names a path). backup_dir: resume folder, removed once the model is
     exported.
     """
-    if init_from is None and cfg.trainer.warm_start not in (NO_WARM_START, LATEST_BLESSED):
+    if init_from is None and config_lib.warm_start_path(cfg.trainer.warm_start):
         init_from = str(cfg.resolve(cfg.trainer.warm_start))
     if cfg.model.flip_average:   # refused before hours of training, not at the export
         flip_average.mirror_permutation_for(len(np.asarray(frame["mean_shape"]).reshape(-1, 2)))
@@ -143,7 +140,7 @@ def backup_folder(fn_args) -> str:
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
-    cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Trainer custom_config")
+    cfg = config_lib.from_custom_config(fn_args.custom_config, "Trainer")
     distribution.strategy(cfg.trainer.distribution)   # before TensorFlow runs anything
     if getattr(fn_args, "hyperparameters", None):   # the Tuner's best values (tuner.enabled)
         from trainer.tuning import apply_best_hyperparameters
@@ -151,7 +148,7 @@ def run_fn(fn_args) -> None:
         print(f"Trainer: tuned hyperparameters {fn_args.hyperparameters.get('values')}",
               flush=True)
     init_from = None
-    if cfg.trainer.warm_start == LATEST_BLESSED:
+    if cfg.trainer.warm_start == config_lib.LATEST_BLESSED:
         init_from = getattr(fn_args, "base_model", None)
         source = init_from or "none yet, training from random weights"
         print(f"Trainer: warm start from the latest blessed model: {source}", flush=True)

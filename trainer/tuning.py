@@ -247,7 +247,7 @@ def tuner_fn(fn_args):
 
     from facealign.core import frame_io
 
-    cfg = config_lib.from_dict(fn_args.custom_config["facealign"], "Tuner custom_config")
+    cfg = config_lib.from_custom_config(fn_args.custom_config, "Tuner")
     frame = frame_io.read_frame(fn_args.transform_graph_path)
     tuner = make_tuner(cfg, directory=fn_args.working_dir)
     return tfx.components.TunerFnResult(

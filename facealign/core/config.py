@@ -234,7 +234,7 @@ class TrainerSection(_Section):
     precision: Literal["auto", "float32", "mixed_bfloat16"] = "auto"
     # Starting weights: none (random), latest_blessed (the pipeline's latest blessed model,
     # through a resolver), or a SavedModel folder / TF Serving base folder (newest version).
-    warm_start: str = "none"
+    warm_start: str = "none"   # NO_WARM_START
     shuffle_buffer: PositiveInt = 4096
     # Wall-clock limit of the Trainer's fitting in minutes (DAN's stages share it evenly,
     # unused time passing on); training stops at an epoch end, keeping the best weights.
@@ -444,6 +444,16 @@ class Config(_Section):
 # model's metadata; a change of those re-runs ExampleGen or Augment, and so the Trainer, anyway.
 TRAINER_SECTIONS = ("data", "augment", "model", "trainer")
 TUNER_SECTIONS = (*TRAINER_SECTIONS, "tuner")
+# trainer.warm_start's two values that name no model folder
+NO_WARM_START, LATEST_BLESSED = "none", "latest_blessed"
+# Where the sections travel in a TFX component's custom_config (Trainer, Tuner); the rest of
+# that dict belongs to TFX (a Vertex AI Trainer's job settings sit beside it)
+CUSTOM_CONFIG_KEY = "facealign"
+
+
+def warm_start_path(value: str | None) -> bool:
+    """Whether a trainer.warm_start value names a model folder (not none / latest_blessed)."""
+    return value not in (None, NO_WARM_START, LATEST_BLESSED)
 
 
 def component_config(cfg: Config, sections) -> dict:
@@ -451,9 +461,22 @@ def component_config(cfg: Config, sections) -> dict:
     raw = cfg.model_dump(mode="json")
     view = {name: raw[name] for name in sections}
     warm_start = view.get("trainer", {}).get("warm_start")
-    if warm_start not in (None, "none", "latest_blessed"):
+    if warm_start_path(warm_start):
         view["trainer"]["warm_start"] = str(cfg.resolve(warm_start))
     return view
+
+
+def custom_config(cfg: Config, sections) -> dict:
+    """A TFX component's custom_config carrying the given sections (component_config)."""
+    return {CUSTOM_CONFIG_KEY: component_config(cfg, sections)}
+
+
+def from_custom_config(custom_config: dict | None, component: str) -> Config:
+    """The Config a component's custom_config carries; ConfigError names what is missing."""
+    if not isinstance(custom_config, dict) or CUSTOM_CONFIG_KEY not in custom_config:
+        raise ConfigError(f"{component} custom_config: no {CUSTOM_CONFIG_KEY!r} key (the "
+                          "pipeline built by pipeline/pipeline.py puts the configuration there)")
+    return from_dict(custom_config[CUSTOM_CONFIG_KEY], f"{component} custom_config")
 
 
 def _describe(error: dict) -> str:
