@@ -16,9 +16,9 @@ from components.baseline_resolver.strategy import LatestBlessedOtherModelStrateg
 from components.landmark_evaluator import spec as evaluator_spec
 from components.landmark_evaluator.component import LandmarkEvaluator
 from components.landmark_example_gen import spec as example_gen_spec
-from components.landmark_example_gen import splits
 from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.core import config as config_lib
+from facealign.core import splits
 from facealign.core.config import ClusterSection, Config
 
 RUN_FN = "trainer.run.run_fn"

@@ -17,9 +17,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from components.augment import executor as augment
-from components.landmark_example_gen import splits as splitting
-from facealign.core import canonical, config, frame_io
-from facealign.core.data import load_sources
+from facealign.core import canonical, config, frame_io, splits
 
 
 class PrepareError(ValueError):
@@ -35,25 +33,6 @@ def data_key(cfg: config.Config) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def split_faces(cfg: config.Config) -> dict[str, list]:
-    """{"train": records, "eval": ..., "test": ...}: the configured faces in the pipeline's
-    splits (LandmarkExampleGen's assignment, the same seed), the read report printed."""
-    records, report = load_sources(cfg.data.sources, cfg.data.on_error, cfg.resolve("."))
-    for line in report.lines():
-        print(f"prepare: {line}")
-    if not records:
-        raise PrepareError("no usable face in data.sources")
-    source_split = {s.name: s.split for s in cfg.data.sources}
-    try:
-        assignment = splitting.assign_splits(
-            [(r.face_id, source_split[r.dataset]) for r in records], cfg.data.eval_count,
-            cfg.data.seed)
-    except ValueError as exc:
-        raise PrepareError(str(exc)) from None
-    return {split: [r for r in records if assignment[r.face_id] == split]
-            for split in ("train", "eval", "test")}
-
-
 def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     """Writes canonical TFRecords per split and the frame; returns the frame.
 
@@ -64,8 +43,11 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     if (out / "done").exists():
         print(f"prepare: reusing prepared data in {out}")
         return frame_io.read_frame(str(out))
-    splits = split_faces(cfg)
-    train = splits["train"]
+    try:
+        faces = splits.configured_faces(cfg, log=lambda line: print(f"prepare: {line}"))
+    except ValueError as exc:
+        raise PrepareError(str(exc)) from None
+    train = faces["train"]
     mean = canonical.ProcrustesMeanAccumulator()
     for record in train:
         mean.add(record.landmarks)
@@ -83,11 +65,10 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     samples = 0
     for split in ("train", "eval", "test"):
-        faces = splits[split]
-        if not faces:
+        if not faces[split]:
             continue
         with tf.io.TFRecordWriter(str(out / f"{split}.tfrecord.gz"), options) as writer:
-            for record in tqdm(faces, desc=f"crop {split}", unit="face"):
+            for record in tqdm(faces[split], desc=f"crop {split}", unit="face"):
                 face = {"image": pathlib.Path(record.image_path).read_bytes(),
                         "landmarks": record.landmarks, "box": np.asarray(record.box),
                         "face_id": record.face_id, "dataset": record.dataset,
