@@ -54,10 +54,7 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     aug = cfg.augment
     s0 = canonical.CanonicalFrame.from_mean_shape(mean.extract(), aug.image_size,
                                                   aug.face_fraction).mean_shape
-    augment_config = canonical.AugmentConfig(
-        copies=aug.copies, mirror=aug.mirror, translation_sigma=aug.translation_sigma,
-        rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma, seed=aug.seed,
-        translation_unit=aug.translation_unit, mirror_copies=aug.mirror_copies)
+    augment_config = canonical.AugmentConfig.from_settings(aug.model_dump())
     stats = canonical.PixelStats()
     final, out = out, out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(out, ignore_errors=True)

@@ -100,15 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if "train" not in splits:
             raise ValueError(f"{raw.uri} has no train split (splits: {splits})")
         size = int(exec_properties[spec.IMAGE_SIZE_KEY])
-        config = canonical.AugmentConfig(
-            copies=int(exec_properties[spec.COPIES_KEY]),
-            mirror=bool(exec_properties[spec.MIRROR_KEY]),
-            mirror_copies=str(exec_properties.get(spec.MIRROR_COPIES_KEY) or "half"),
-            translation_sigma=float(exec_properties[spec.TRANSLATION_SIGMA_KEY]),
-            rotation_sigma_deg=float(exec_properties[spec.ROTATION_SIGMA_DEG_KEY]),
-            scale_sigma=float(exec_properties[spec.SCALE_SIGMA_KEY]),
-            seed=int(exec_properties[spec.SEED_KEY]),
-            translation_unit=str(exec_properties.get(spec.TRANSLATION_UNIT_KEY) or "face"))
+        config = canonical.AugmentConfig.from_settings(exec_properties)
         face_fraction = float(exec_properties[spec.FACE_FRACTION_KEY])
         out.split_names = artifact_utils.encode_split_names(splits)
 
