@@ -16,7 +16,7 @@ from components.augment import anomalies, executor
 from components.augment.component import Augment
 from components.augment.spec import AugmentSpec
 from components.landmark_example_gen import executor as example_gen_executor
-from facealign.core import canonical, canonical_example, frame_io, geometry
+from facealign.core import canonical, canonical_example, config, frame_io, geometry
 from facealign.core import examples as names
 from facealign.core.config import AugmentSection
 
@@ -160,6 +160,29 @@ def test_deterministic(augmented):
     a, b = frame_io.read_frame(frame1.uri), frame_io.read_frame(frame2.uri)
     for key in ("mean_shape", "pixel_mean", "pixel_std"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_prepare_crops_are_augments(sources, augmented, tmp_path):
+    """`facealign train`'s data preparation and Augment make the same crops and frame from the
+    same faces and settings (one library function, randomness from the seed and face id)."""
+    from pipeline.prepare import prepared_data
+
+    (out, frame_artifact), _ = augmented
+    raw = config.load(REPO / "pipeline.yaml").model_dump(mode="json")
+    raw["data"].update(sources=sources, eval_count=EVAL_COUNT, seed=0)
+    raw["augment"] = AUGMENT_SECTION.model_dump(mode="json")
+    train_files, eval_files, frame = prepared_data(config.from_dict(raw), tmp_path)
+
+    def read(patterns):
+        files = [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+        assert files, f"nothing at {patterns}"
+        return {r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+
+    assert read(train_files) == set(records(out, "train"))
+    assert read(eval_files) == set(records(out, "eval"))
+    augments = frame_io.read_frame(frame_artifact.uri)
+    for key in ("mean_shape", "pixel_mean", "pixel_std", "image_size"):
+        np.testing.assert_array_equal(frame[key], augments[key])
 
 
 def test_augment_config_defaults_are_the_sections():
