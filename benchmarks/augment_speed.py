@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 
 from components.augment import executor as augment
 from components.landmark_example_gen import executor as example_gen
+from facealign.core.config import AugmentSection
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 
@@ -43,9 +44,8 @@ def main() -> None:
         out.uri, frame.uri = f"{tmp}/canonical", f"{tmp}/frame"
         started = time.monotonic()
         augment.Executor(context).Do({"examples": [raw]},
-                                     {"canonical_examples": [out], "canonical_frame": [frame]}, {
-            "image_size": 112, "face_fraction": 0.5, "copies": args.copies, "mirror": 1,
-            "translation_sigma": 0.2, "rotation_sigma_deg": 20.0, "scale_sigma": 0.25, "seed": 0})
+                                     {"canonical_examples": [out], "canonical_frame": [frame]},
+                                     AugmentSection(copies=args.copies).model_dump())
         seconds = time.monotonic() - started
         train_faces = faces - 100
         print(json.dumps({"faces": faces, "train_faces": train_faces, "copies": args.copies,

@@ -8,7 +8,7 @@ back to the photo, are averaged. Every box goes through facealign.load's public
 ``align(rgb, boxes=[...])`` in one call per photo, so any model it opens is measured
 as served (SavedModel, .tflite, .onnx).
 
-Faces: the configuration's held-out split (pipeline.prepare.split_faces: the
+Faces: the configuration's held-out split (facealign.core.splits.held_out_faces: the
 pipeline's own assignment, `data.eval_count` and `data.seed`), never the test faces:
 this is a choice, made on the split made for choices. Inter-ocular NME, AUC@0.08 and
 failure@0.08 from facealign.core.metrics; the cost is the number of boxes (the network
@@ -69,15 +69,14 @@ def main(argv=None) -> dict:
 
     import facealign
     from facealign.core import config as config_lib
-    from facealign.core import metrics
-    from pipeline import prepare
+    from facealign.core import metrics, splits
 
     try:
         cfg = config_lib.load(args.config)
         aligner = facealign.load(args.model)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
-    faces = prepare.split_faces(cfg)["eval"][:args.limit]
+    faces = splits.held_out_faces(cfg)[:args.limit]
     truth = np.stack([np.asarray(f.landmarks, np.float32) for f in faces])
     predicted = {count: [] for count in args.counts}
     start = time.perf_counter()

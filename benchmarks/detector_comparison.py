@@ -16,7 +16,7 @@ Two caveats, so three groups of faces:
 - The calibrations were fitted on AFW (benchmarks/detector_calibration.py):
   HELEN measures them on faces they were not fitted on, AFW on their own.
 - pretrained/dan-300w was trained on these photos except 100 faces held out
-  at random (seed 0; reproduced here with the pipeline's own assign_splits):
+  at random (seed 0; facealign.core.splits.held_out_faces of its configuration):
   "held_out" are those, the only faces the model never saw. On the others the
   NMEs are training-set figures, fine for comparing boxes, not as accuracy.
 NMEs are given over the faces each detector found, and over the faces every
@@ -45,9 +45,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from benchmarks.detector_calibration import MATCH_IOU, limit_threads, read_faces  # noqa: E402
-from components.landmark_example_gen.splits import EVAL, TRAIN, assign_splits  # noqa: E402
 from facealign.core import config as config_lib  # noqa: E402
 from facealign.core import metrics  # noqa: E402
+from facealign.core.splits import held_out_faces  # noqa: E402
 from serving import box_convention  # noqa: E402
 from serving import detector as face_detector  # noqa: E402
 
@@ -57,12 +57,9 @@ SUBSETS = {"afw": "afw (calibration fitted here)", "helen/trainset": "helen (uns
            "calibration)", "held_out": "held_out (unseen by the model)"}
 
 
-def held_out_ids(all_faces) -> set[str]:
-    """The faces the 300-W pipeline held out for validation (pretrained/dan-300w's): its
-    data.eval_count and data.seed, LandmarkExampleGen's assignment."""
-    data = config_lib.load(HELD_OUT_CONFIG).data
-    splits = assign_splits([(f.face_id, TRAIN) for f in all_faces], data.eval_count, data.seed)
-    return {face_id for face_id, split in splits.items() if split == EVAL}
+def held_out_ids() -> set[str]:
+    """The faces the 300-W pipeline held out for validation (pretrained/dan-300w's)."""
+    return {face.face_id for face in held_out_faces(config_lib.load(HELD_OUT_CONFIG))}
 
 
 def box_sources(faces, detectors):
@@ -161,7 +158,7 @@ def main(argv=None):
     from trainer.precision import cpu_model
 
     all_faces = read_faces({"afw", "helen/trainset"})
-    held_out = held_out_ids(all_faces)
+    held_out = held_out_ids()
     faces = all_faces[::args.limit]
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     detectors = {name: face_detector.create(name) for name in args.detectors}

@@ -110,9 +110,9 @@ def held_out_examples(config: str) -> list[bytes]:
     """The held-out raw faces (photos, detector boxes) of the configuration's split."""
     from facealign.core import config as config_lib
     from facealign.core.raw_example import record_to_example
-    from pipeline.prepare import split_faces
+    from facealign.core.splits import held_out_faces
 
-    return [record_to_example(r) for r in split_faces(config_lib.load(config))["eval"]]
+    return [record_to_example(r) for r in held_out_faces(config_lib.load(config))]
 
 
 def score(model_dir: pathlib.Path, examples: list[bytes], threshold: float):

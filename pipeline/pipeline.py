@@ -16,9 +16,9 @@ from components.baseline_resolver.strategy import LatestBlessedOtherModelStrateg
 from components.landmark_evaluator import spec as evaluator_spec
 from components.landmark_evaluator.component import LandmarkEvaluator
 from components.landmark_example_gen import spec as example_gen_spec
-from components.landmark_example_gen import splits
 from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.core import config as config_lib
+from facealign.core import splits
 from facealign.core.config import ClusterSection, Config
 
 RUN_FN = "trainer.run.run_fn"
@@ -118,16 +118,8 @@ def create_components(cfg: Config, kubeflow: bool = False,
                                           exclude_splits=["eval", "test"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    aug = cfg.augment
-    augment = Augment(examples=raw_examples,
-                      anomalies=example_validator.outputs["anomalies"],
-                      image_size=aug.image_size, face_fraction=aug.face_fraction,
-                      copies=aug.copies, mirror=aug.mirror,
-                      mirror_copies=aug.mirror_copies,
-                      translation_sigma=aug.translation_sigma,
-                      translation_unit=aug.translation_unit,
-                      rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma,
-                      seed=aug.seed)
+    augment = Augment(examples=raw_examples, settings=cfg.augment,
+                      anomalies=example_validator.outputs["anomalies"])
     # tuner.enabled: a KerasTuner sweep (trainer/tuning.py) on the same data; the
     # Trainer then trains with its best hyperparameters (trainer/run.py).
     tuner = tfx.components.Tuner(

@@ -1,8 +1,9 @@
 """The pipeline's data preparation without TFX, for `facealign train` and `facealign tune`.
 
-The same readers, split, canonical crops and augmentation as the pipeline's
-components (the same functions, the same seeds), written once to a work
-folder and reused while the data and the augmentation settings stay the same.
+The same readers, split and Augment's own Beam steps (canonical_crops, run
+in-process on the direct runner): the same faces, seeds and crops as the
+pipeline's components, written once to a work folder and reused while the
+data and the augmentation settings stay the same.
 """
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import os
 import pathlib
 import shutil
 
-import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.augment import executor as augment
-from components.landmark_example_gen import splits as splitting
-from facealign.core import canonical, config, frame_io
-from facealign.core.data import load_sources
+from components.augment import canonical_crops
+from facealign.core import canonical, config, frame_io, raw_example, splits
+
+# In-process: one worker, so the crops run where the data is (the worker count changes no crop).
+BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1",
+             "--direct_running_mode=in_memory"]
+SUFFIX = ".tfrecord.gz"
 
 
 class PrepareError(ValueError):
@@ -35,23 +38,10 @@ def data_key(cfg: config.Config) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def split_faces(cfg: config.Config) -> dict[str, list]:
-    """{"train": records, "eval": ..., "test": ...}: the configured faces in the pipeline's
-    splits (LandmarkExampleGen's assignment, the same seed), the read report printed."""
-    records, report = load_sources(cfg.data.sources, cfg.data.on_error, cfg.resolve("."))
-    for line in report.lines():
-        print(f"prepare: {line}")
-    if not records:
-        raise PrepareError("no usable face in data.sources")
-    source_split = {s.name: s.split for s in cfg.data.sources}
-    try:
-        assignment = splitting.assign_splits(
-            [(r.face_id, source_split[r.dataset]) for r in records], cfg.data.eval_count,
-            cfg.data.seed)
-    except ValueError as exc:
-        raise PrepareError(str(exc)) from None
-    return {split: [r for r in records if assignment[r.face_id] == split]
-            for split in ("train", "eval", "test")}
+def _raw_face(record) -> dict:
+    """A record as Augment reads it from ExampleGen's tf.Example (the same float32 box and
+    landmarks), so prepare's crops are Augment's."""
+    return raw_example.parse_example(raw_example.record_to_example(record))
 
 
 def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
@@ -64,42 +54,30 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
     if (out / "done").exists():
         print(f"prepare: reusing prepared data in {out}")
         return frame_io.read_frame(str(out))
-    splits = split_faces(cfg)
-    train = splits["train"]
-    mean = canonical.ProcrustesMeanAccumulator()
-    for record in train:
-        mean.add(record.landmarks)
+    try:
+        faces = splits.configured_faces(cfg, log=lambda line: print(f"prepare: {line}"))
+    except ValueError as exc:
+        raise PrepareError(str(exc)) from None
     aug = cfg.augment
-    s0 = canonical.CanonicalFrame.from_mean_shape(mean.extract(), aug.image_size,
-                                                  aug.face_fraction).mean_shape
-    augment_config = canonical.AugmentConfig(
-        copies=aug.copies, mirror=aug.mirror, translation_sigma=aug.translation_sigma,
-        rotation_sigma_deg=aug.rotation_sigma_deg, scale_sigma=aug.scale_sigma, seed=aug.seed,
-        translation_unit=aug.translation_unit, mirror_copies=aug.mirror_copies)
-    stats = canonical.PixelStats()
+    augment_config = canonical.AugmentConfig.from_settings(aug.model_dump())
     final, out = out, out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    samples = 0
-    for split in ("train", "eval", "test"):
-        faces = splits[split]
-        if not faces:
-            continue
-        with tf.io.TFRecordWriter(str(out / f"{split}.tfrecord.gz"), options) as writer:
-            for record in tqdm(faces, desc=f"crop {split}", unit="face"):
-                face = {"image": pathlib.Path(record.image_path).read_bytes(),
-                        "landmarks": record.landmarks, "box": np.asarray(record.box),
-                        "face_id": record.face_id, "dataset": record.dataset,
-                        "subset": record.subset}
-                for serialized, image in augment.crop_face(face, s0, aug.image_size,
-                                                           split == "train", augment_config):
-                    writer.write(serialized)
-                    if split == "train":
-                        stats.add(image)
-                        samples += 1
-    pixel_mean, pixel_std = stats.extract()
-    frame_io.write_frame(str(out), s0, pixel_mean, pixel_std, aug.image_size, len(train), samples)
+    present = {split: records for split, records in faces.items() if records}
+    counts = ", ".join(f"{len(records)} {split}" for split, records in present.items())
+    print(f"prepare: cropping {counts} faces ({augment_config.samples_per_face} samples per "
+          f"training face) into {final}", flush=True)
+    with beam.Pipeline(options=PipelineOptions(BEAM_ARGS)) as pipeline:
+        collections = {split: (pipeline
+                               | f"Faces[{split}]" >> beam.Create(records)
+                               | f"Read[{split}]" >> beam.Map(_raw_face))
+                       for split, records in present.items()}
+        canonical_crops.write_canonical_crops(
+            collections, lambda split: str(out / split), str(out), aug.image_size,
+            aug.face_fraction, augment_config, file_name_suffix=SUFFIX, log_prefix="prepare")
+    written = json.loads((out / frame_io.FRAME_JSON).read_text())
+    print(f"prepare: wrote {written['train_samples']} training samples of "
+          f"{written['train_faces']} faces", flush=True)
     (out / "done").write_text("")
     try:
         os.rename(out, final)
@@ -111,11 +89,13 @@ def prepare(cfg: config.Config, out: pathlib.Path) -> dict:
 
 
 def prepared_data(cfg: config.Config, work_dir) -> tuple[list[str], list[str], dict]:
-    """(train files, eval files, frame) of the data prepared under work_dir/data-<data_key>.
+    """(train file patterns, eval file patterns, frame) of the data prepared under
+    work_dir/data-<data_key>.
 
     One folder per distinct data/augment setting, so a sweep over the
     augmentation sigmas prepares each value once.
     """
     folder = pathlib.Path(work_dir) / f"data-{data_key(cfg)}"
     frame = prepare(cfg, folder)
-    return [str(folder / "train.tfrecord.gz")], [str(folder / "eval.tfrecord.gz")], frame
+    return ([str(folder / f"{splits.TRAIN}-*{SUFFIX}")],
+            [str(folder / f"{splits.EVAL}-*{SUFFIX}")], frame)

@@ -14,15 +14,19 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.augment import anomalies, executor
 from components.augment.component import Augment
+from components.augment.spec import AugmentSpec
 from components.landmark_example_gen import executor as example_gen_executor
-from facealign.core import canonical_example, frame_io, geometry
+from facealign.core import canonical, canonical_example, config, frame_io, geometry
 from facealign.core import examples as names
+from facealign.core.config import AugmentSection
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 FACES, EVAL_COUNT, COPIES, SIZE = 10, 2, 2, 112
-AUGMENT_PROPERTIES = {"image_size": SIZE, "face_fraction": 0.5, "copies": COPIES, "mirror": 1,
-                      "translation_sigma": 0.2, "rotation_sigma_deg": 20.0,
-                      "scale_sigma": 0.25, "seed": 0}
+# Augment's exec properties as the pipeline passes them: the augment section's fields
+AUGMENT_SECTION = AugmentSection(image_size=SIZE, copies=COPIES)
+AUGMENT_PROPERTIES = {name: parameter.type(getattr(AUGMENT_SECTION, name))
+                      for name, parameter in AugmentSpec.PARAMETERS.items()}
 
 
 def context(tmp: pathlib.Path, beam_args=BEAM_ARGS):
@@ -49,14 +53,18 @@ def small_dataset(demo_data: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def raw_examples(demo_data, tmp_path_factory):
+def sources(demo_data, tmp_path_factory):
+    root = small_dataset(demo_data, tmp_path_factory.mktemp("augment_data") / "300w")
+    return [{"name": "small", "format": "300w", "root": str(root),
+             "boxes": [str(root / "boxes.csv")], "split": "train"}]
+
+
+@pytest.fixture(scope="module")
+def raw_examples(sources, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("augment_raw")
-    root = small_dataset(demo_data, tmp / "300w")
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp / "examples")
     examples.id = 1
-    sources = [{"name": "small", "format": "300w", "root": str(root),
-                "boxes": [str(root / "boxes.csv")], "split": "train"}]
     example_gen_executor.Executor(context(tmp)).Do(
         {}, {"examples": [examples]},
         {"sources": json.dumps(sources), "eval_count": EVAL_COUNT, "seed": 0, "on_error": "skip"})
@@ -154,6 +162,45 @@ def test_deterministic(augmented):
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_prepare_crops_are_augments(sources, augmented, tmp_path):
+    """`facealign train`'s data preparation and Augment make the same crops and frame from the
+    same faces and settings (one library function, randomness from the seed and face id)."""
+    from pipeline.prepare import prepared_data
+
+    (out, frame_artifact), _ = augmented
+    raw = config.load(REPO / "pipeline.yaml").model_dump(mode="json")
+    raw["data"].update(sources=sources, eval_count=EVAL_COUNT, seed=0)
+    raw["augment"] = AUGMENT_SECTION.model_dump(mode="json")
+    train_files, eval_files, frame = prepared_data(config.from_dict(raw), tmp_path)
+
+    def read(patterns):
+        files = [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
+        assert files, f"nothing at {patterns}"
+        return {r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+
+    assert read(train_files) == set(records(out, "train"))
+    assert read(eval_files) == set(records(out, "eval"))
+    augments = frame_io.read_frame(frame_artifact.uri)
+    for key in ("mean_shape", "pixel_mean", "pixel_std", "image_size"):
+        np.testing.assert_array_equal(frame[key], augments[key])
+
+
+def test_augment_config_defaults_are_the_sections():
+    """One set of defaults: AugmentConfig's are the augment section's, so reading either an
+    exec-property mapping or the section's dump gives the same settings."""
+    section = AugmentSection()
+    assert canonical.AugmentConfig() == canonical.AugmentConfig.from_settings(
+        section.model_dump())
+    assert canonical.AugmentConfig.from_settings({}) == canonical.AugmentConfig()
+    # the exec properties as stored (mirror 0/1) read back as the section says
+    changed = AugmentSection(mirror=False, copies=3, translation_unit="face")
+    from_properties = canonical.AugmentConfig.from_settings(
+        {name: parameter.type(getattr(changed, name))
+         for name, parameter in AugmentSpec.PARAMETERS.items()})
+    assert from_properties == canonical.AugmentConfig.from_settings(changed.model_dump())
+    assert from_properties.mirror is False and from_properties.translation_unit == "face"
+
+
 # --- the anomaly gate ----------------------------------------------------------------
 
 def anomalies_artifact(tmp: pathlib.Path, per_split: dict) -> standard_artifacts.ExampleAnomalies:
@@ -227,9 +274,12 @@ def test_dataset_level_anomaly_is_reported(tmp_path):
 def test_component_spec_builds():
     from tfx import types
     raw = types.Channel(type=standard_artifacts.Examples)
-    component = Augment(examples=raw, copies=3, mirror=False, seed=5)
+    component = Augment(examples=raw,
+                        settings=AugmentSection(copies=3, mirror=False, seed=5))
     assert set(component.outputs) == {"canonical_examples", "canonical_frame"}
     assert component.outputs["canonical_frame"].type == standard_artifacts.TransformGraph
     assert component.exec_properties["copies"] == 3
     assert component.exec_properties["mirror"] == 0
     assert component.exec_properties["seed"] == 5
+    # the section's defaults, not the component's, fill the rest
+    assert component.exec_properties["translation_unit"] == AugmentSection().translation_unit

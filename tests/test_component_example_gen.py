@@ -11,12 +11,14 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.landmark_example_gen import executor, splits
+from components.landmark_example_gen import executor
 from components.landmark_example_gen.component import LandmarkExampleGen
+from facealign.core import config, splits
 from facealign.core import examples as names
 
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 EVAL_COUNT = 12
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_example_gen(tmp_path: pathlib.Path, sources: list[dict], eval_count: int,
@@ -116,6 +118,16 @@ def test_writes_train_and_eval_with_eval_count(clean_run):
     report = json.loads((pathlib.Path(examples.uri) / executor.REPORT_FILE).read_text())
     assert report["accepted"] == faces and report["rejected"] == 0 and report["rejects"] == []
     assert report["per_split"] == {"train": faces - EVAL_COUNT, "eval": EVAL_COUNT}
+
+
+def test_held_out_faces_are_the_eval_split(clean_run):
+    """The one choice of held-out faces (prepare, the benchmarks) is ExampleGen's eval split
+    on the same data, count and seed."""
+    _, examples = clean_run
+    cfg = config.load(REPO / "pipeline.yaml", [f"data.eval_count={EVAL_COUNT}", "data.seed=0"])
+    written = {text(e, names.RAW_FACE_ID) for e in read_split(examples, "eval")}
+    assert {face.face_id for face in splits.held_out_faces(cfg)} == written
+    assert {face.face_id for face in splits.configured_faces(cfg, log=print)["eval"]} == written
 
 
 def test_examples_carry_image_landmarks_box_and_id(clean_run):

@@ -7,6 +7,7 @@ from tfx.types import standard_artifacts
 
 from components.augment import executor
 from components.augment.spec import AugmentSpec
+from facealign.core.config import AugmentSection
 
 
 class Augment(base_beam_component.BaseBeamComponent):
@@ -16,22 +17,19 @@ class Augment(base_beam_component.BaseBeamComponent):
     `anomalies` (ExampleValidator's: Augment refuses to run on anomalies).
     Outputs: `canonical_examples` (the crops per split) and `canonical_frame`
     (S0 and the training pixel statistics, for the Trainer).
+    Parameters: the configuration's augment section, its fields under their own
+    names (the section holds the defaults; the executor reads them back through
+    canonical.AugmentConfig.from_settings).
     """
 
     SPEC_CLASS = AugmentSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples, anomalies=None, *, image_size: int = 112,
-                 face_fraction: float = 0.5, copies: int = 10, mirror: bool = True,
-                 translation_sigma: float = 0.2, rotation_sigma_deg: float = 20.0,
-                 scale_sigma: float = 0.25, seed: int = 0, translation_unit: str = "frame_pixels",
-                 mirror_copies: str = "half"):
+    def __init__(self, examples, settings: AugmentSection, anomalies=None):
+        values = settings.model_dump()
         super().__init__(spec=AugmentSpec(
-            examples=examples, anomalies=anomalies, image_size=int(image_size),
-            face_fraction=float(face_fraction), copies=int(copies), mirror=int(bool(mirror)),
-            mirror_copies=str(mirror_copies),
-            translation_sigma=float(translation_sigma), translation_unit=str(translation_unit),
-            rotation_sigma_deg=float(rotation_sigma_deg), scale_sigma=float(scale_sigma),
-            seed=int(seed),
+            examples=examples, anomalies=anomalies,
+            **{name: parameter.type(values[name])
+               for name, parameter in AugmentSpec.PARAMETERS.items()},
             canonical_examples=types.Channel(type=standard_artifacts.Examples),
             canonical_frame=types.Channel(type=standard_artifacts.TransformGraph)))

@@ -22,7 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.landmark_example_gen import spec
-from components.landmark_example_gen import splits as splitting
+from facealign.core import splits as splitting
 from facealign.core.data import sources as data_sources
 from facealign.core.raw_example import face_dict, face_to_example
 
@@ -45,12 +45,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise ValueError("ExampleGen: no usable face in the configured sources "
                              f"({report.rejected} rejected); see the lines above")
         source_split = {s["name"]: s.get("split", splitting.TRAIN) for s in sources}
-        assignment = splitting.assign_splits(
-            [(r.face_id, source_split[r.dataset]) for r in records],
-            int(exec_properties[spec.EVAL_COUNT_KEY]), int(exec_properties[spec.SEED_KEY]))
-        faces = [face_dict(r, assignment[r.face_id]) for r in records]
-        split_names = [s for s in (splitting.TRAIN, splitting.EVAL, splitting.TEST)
-                       if any(face["split"] == s for face in faces)]
+        by_split = splitting.split_faces(records, source_split,
+                                         int(exec_properties[spec.EVAL_COUNT_KEY]),
+                                         int(exec_properties[spec.SEED_KEY]))
+        faces = [face_dict(r, split) for split, chosen in by_split.items() for r in chosen]
+        split_names = [split for split, chosen in by_split.items() if chosen]
 
         examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
         examples.split_names = artifact_utils.encode_split_names(split_names)

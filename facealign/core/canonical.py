@@ -172,6 +172,18 @@ class AugmentConfig:
         if min(self.translation_sigma, self.rotation_sigma_deg, self.scale_sigma) < 0:
             raise ValueError("perturbation sigmas must be non-negative")
 
+    @classmethod
+    def from_settings(cls, settings) -> AugmentConfig:
+        """The fields read by name from any mapping: the config's augment section dumped, or
+        Augment's exec properties (mirror stored as 0/1). Missing or None ones take the
+        defaults above, which are the augment section's, so there is one mapping to keep."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = settings.get(field.name)
+            if value is not None:
+                values[field.name] = type(field.default)(value)
+        return cls(**values)
+
     @property
     def mirrored_copies(self) -> int:
         """Mirrored samples per face (none when mirroring is off)."""
