@@ -287,11 +287,11 @@ def test_pushed_version_carries_measured_batching_parameters(tmp_path, shared_da
     pushed = tree(version)
     del pushed[f"{model_format.EXTRA_DIR}/{model_format.BATCHING_FILE}"]
     assert pushed == tree(model_path)
-    assert not (model_path / executor.BATCHING).exists()
+    assert not os.path.exists(model_format.extra_path(model_path, model_format.BATCHING_FILE))
 
 
 def test_a_model_that_cannot_be_timed_is_pushed_without_the_file(tmp_path):
     _, base, pushed = run_pusher(tmp_path, blessed=1)  # a SavedModel-shaped folder only
     assert pushed.get_int_custom_property("pushed") == 1
     [version] = os.listdir(base)
-    assert not (base / version / executor.BATCHING).exists()
+    assert not os.path.exists(model_format.extra_path(base / version, model_format.BATCHING_FILE))
