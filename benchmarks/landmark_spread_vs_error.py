@@ -33,11 +33,11 @@ def spreads_and_errors(model_dir: str, files: list[str]):
     import tensorflow as tf
 
     from components.landmark_evaluator import evaluation
-    from facealign.core import landmarks68
+    from facealign.core import landmarks68, model_format
     from facealign.core.raw_example import parse_example
 
     model = tf.saved_model.load(model_dir)
-    signature = model.signatures["serving_tf_example"]
+    signature = model.signatures[model_format.TF_EXAMPLE]
     records = list(evaluation.read_examples(files))
     spread, error = [], []
     for start in range(0, len(records), 32):
@@ -54,12 +54,12 @@ def with_landmark_spread(path: str, scratch: str) -> str:
     """The model's folder, or the model exported again by this exporter if it lacks the output."""
     import tensorflow as tf
 
-    from facealign.core import model_paths
+    from facealign.core import model_format, model_paths
     from trainer import warm_start
 
     folder = model_paths.resolve_model_dir(path)
     if "landmark_spread" in tf.saved_model.load(folder).signatures[
-            "serving_default"].structured_outputs:
+            model_format.SERVING_DEFAULT].structured_outputs:
         return folder
     return warm_start.export_again(folder, os.path.join(scratch, "model"))
 

@@ -69,9 +69,10 @@ def main(argv=None) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    from facealign.core import model_format
     from facealign.core.data import read_dataset
     from serving.litert import LiteRTModel
-    from trainer import export, litert_export
+    from trainer import litert_export
 
     folder, metadata = litert_export.read_model(args.model)
     records, _ = read_dataset(args.faces, boxes=[args.boxes])
@@ -89,7 +90,7 @@ def main(argv=None) -> dict:
                 model, metadata["mean_shape"], size, quantize, calibration))
             files[f"litert_{quantize}"] = path
     loaded = tf.saved_model.load(folder)
-    signature = loaded.signatures[export.CANONICAL_SIGNATURE]
+    signature = loaded.signatures[model_format.PREDICT_CANONICAL]
     runners = {"saved_model": lambda batch: signature(image=tf.constant(batch))}
     for name, path in files.items():
         runners[name] = LiteRTModel(path, num_threads=args.threads).predict

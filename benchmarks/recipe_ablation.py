@@ -129,9 +129,9 @@ def inference_rate(model_dir: pathlib.Path, batch: int = 64, rounds: int = 5) ->
     import tensorflow as tf
 
     from benchmarks.model_speed import fastest_in_rounds
-    from trainer import export
+    from facealign.core import model_format
 
-    signature = tf.saved_model.load(str(model_dir)).signatures[export.CANONICAL_SIGNATURE]
+    signature = tf.saved_model.load(str(model_dir)).signatures[model_format.PREDICT_CANONICAL]
     name = next(iter(signature.structured_input_signature[1]))
     size = int(signature.structured_input_signature[1][name].shape[1])
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (batch, size, size, 1),

@@ -9,8 +9,8 @@ Prints a table, then one JSON object with everything:
   real face each, row form) from that many threads: p50 / p99 latency (ms, client side,
   including JSON and base64), requests/s, errors, the batches run (with batching), and
   cpu_share = CPU time of both processes (the server's threads included) / (wall x cores).
-- "batching": the parameters used: --batching_parameters_file, else the model's own
-  assets.extra/batching_parameters.txt (the Pusher's), else what the Pusher would write,
+- "batching": the parameters used: --batching_parameters_file, else
+  the version's batching parameters file (the Pusher's), else what the Pusher would write,
   measured now (components/atomic_pusher/batch_timing.py).
 - "in_process": the SavedModel's serving_default called directly at --batches sizes
   (the same face repeated): p50/p99 ms per call and faces/s (--iterations 0: skipped).
@@ -122,13 +122,13 @@ def find_model(given: str | None, tmp: str) -> tuple[pathlib.Path, str]:
 def batching_parameters(model: pathlib.Path, given: str | None):
     """(BatchingParameters, where they come from)."""
     from components.atomic_pusher import batch_timing
-    from components.atomic_pusher import batching_parameters as file_format
-    from components.atomic_pusher.executor import BATCHING
+    from facealign.core import model_format
 
+    pushed = model_format.extra_path(model, model_format.BATCHING_FILE)
     if given:
-        return file_format.read(given), given
-    if (model / BATCHING).is_file():
-        return file_format.read(model / BATCHING), str(model / BATCHING)
+        return model_format.read_batching_parameters(given), given
+    if os.path.isfile(pushed):
+        return model_format.read_batching_parameters(pushed), pushed
     timings = batch_timing.time_signature(str(model))
     return batch_timing.choose(timings), (
         "measured now by the Pusher's rule: " + ", ".join(
@@ -179,8 +179,10 @@ def server_figures(model: pathlib.Path, image: str, requests: int, levels, tmp: 
 def in_process_figures(model: pathlib.Path, image: str, iterations: int, batches) -> dict:
     import tensorflow as tf
 
+    from facealign.core import model_format
+
     data, box = face(pathlib.Path(image))
-    signature = tf.saved_model.load(str(model)).signatures["serving_default"]
+    signature = tf.saved_model.load(str(model)).signatures[model_format.SERVING_DEFAULT]
     figures = {}
     for batch in batches:
         images = tf.constant([data] * batch)

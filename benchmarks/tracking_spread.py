@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from facealign.core import examples as names
-from facealign.core import metrics
+from facealign.core import metrics, model_format
 
 THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.15)
 SHIFTS = {"on_face": 0.0, "drift_25": 0.25, "lost": 1.0}
@@ -59,7 +59,7 @@ def with_box(record: bytes, box) -> bytes:
 
 
 def run(model_dir: str, pattern: str, batch: int = 16) -> dict:
-    signature = tf.saved_model.load(model_dir).signatures["serving_tf_example"]
+    signature = tf.saved_model.load(model_dir).signatures[model_format.TF_EXAMPLE]
     records, boxes, truth = read_faces(pattern)
     spreads, on_face_points = {}, None
     for name, shift in SHIFTS.items():

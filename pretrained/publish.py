@@ -38,13 +38,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.atomic_pusher.executor import (  # noqa: E402
-    METADATA,
     add_evaluation,
     measured_batching_parameters,
-    write_batching_parameters,
 )
 from facealign.core import config as config_lib  # noqa: E402
 from facealign.core import metrics as metrics_lib  # noqa: E402
+from facealign.core import model_format  # noqa: E402
+from facealign.core.model_format import (  # noqa: E402
+    PREDICT_CANONICAL,
+    SERVING_DEFAULT,
+    TF_EXAMPLE,
+    ModelMetadata,
+)
 
 EVALUATION_HEADING = "## Evaluation"
 TRANSLATION_UNITS = {"face": "face's width and height",
@@ -68,8 +73,8 @@ def evaluation_of(root: pathlib.Path, metadata: dict) -> tuple[dict, pathlib.Pat
     for report_path in sorted(root.glob("LandmarkEvaluator/evaluation/*/metrics.json"),
                               key=lambda p: -int(p.parent.name)):
         report = json.loads(report_path.read_text())
-        source = pathlib.Path(report["model"]) / "Format-Serving" / METADATA
-        if source.exists() and json.loads(source.read_text()) == mine:
+        source = pathlib.Path(report["model"]) / "Format-Serving"
+        if model_format.has_metadata(source) and ModelMetadata.read(source).to_dict() == mine:
             return report, report_path.parent
     raise SystemExit(f"no Evaluator report under {root} for this model")
 
@@ -90,12 +95,12 @@ def compact_copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
     module = tf.Module()
     module.weights_store = weights
     tf.saved_model.save(module, str(dst), signatures=signatures)
-    shutil.copytree(src / "assets.extra", dst / "assets.extra")
+    shutil.copytree(src / model_format.EXTRA_DIR, dst / model_format.EXTRA_DIR)
     again = tf.saved_model.load(str(dst))
     crops = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 112, 112, 1), np.uint8))
     for name in ("landmarks", "stage_spread"):
-        a = loaded.signatures["predict_canonical"](image=crops)[name].numpy()
-        b = again.signatures["predict_canonical"](image=crops)[name].numpy()
+        a = loaded.signatures[PREDICT_CANONICAL](image=crops)[name].numpy()
+        b = again.signatures[PREDICT_CANONICAL](image=crops)[name].numpy()
         if not np.array_equal(a, b):
             raise SystemExit(f"the re-saved model answers differently ({name})")
     return True
@@ -114,7 +119,7 @@ def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path,
     import numpy as np
     import tensorflow as tf
 
-    from trainer import export, run, warm_start
+    from trainer import run, warm_start
 
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
@@ -122,10 +127,10 @@ def reexport(src: pathlib.Path, dst: pathlib.Path, root: pathlib.Path,
     warm_start.export_again(src, str(dst), faces, flip_average=flip_average)
     old, new = tf.saved_model.load(str(src)), tf.saved_model.load(str(dst))
     change = 0.0
-    for request in export.read_warmup_requests(str(dst)):
+    for request in model_format.read_warmup_requests(dst):
         inputs = {name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()}
-        a = old.signatures["serving_default"](**inputs)["landmarks"].numpy()
-        b = new.signatures["serving_default"](**inputs)["landmarks"].numpy()
+        a = old.signatures[SERVING_DEFAULT](**inputs)["landmarks"].numpy()
+        b = new.signatures[SERVING_DEFAULT](**inputs)["landmarks"].numpy()
         change = max(change, float(np.abs(a - b).max()))
     return change
 
@@ -134,18 +139,17 @@ def ensure_real_warmup(root: pathlib.Path, model_dir: pathlib.Path) -> int:
     """Real held-out faces as warmup requests where the version has none; their count."""
     from trainer import export, run
 
-    metadata = json.loads((model_dir / METADATA).read_text())
-    if metadata.get("warmup_requests", 0) > 1:      # written from real faces already
-        return metadata["warmup_requests"]
+    metadata = ModelMetadata.read(model_dir)
+    if (metadata.warmup_requests or 0) > 1:      # written from real faces already
+        return metadata.warmup_requests
     splits = sorted(root.glob("Augment/canonical_examples/*/Split-eval"),
                     key=lambda p: int(p.parent.name))
     if not splits:
         raise SystemExit(f"{model_dir} has no real warmup requests and {root} has no Augment "
                          "eval split to write them from")
-    count = export.write_warmup_requests(str(model_dir),
-                                         run.warmup_faces([str(splits[-1] / "*")]))
-    metadata["warmup_requests"] = count
-    (model_dir / METADATA).write_text(json.dumps(metadata, indent=1))
+    count = model_format.write_warmup_requests(
+        model_dir, export.warmup_requests(run.warmup_faces([str(splits[-1] / "*")])))
+    metadata.updated(warmup_requests=count).write(model_dir)
     return count
 
 
@@ -338,9 +342,9 @@ def card(name: str, version: pathlib.Path, metadata: dict, report: dict, frame: 
               "```", "",
               "Signatures: `serving_default` (image_bytes, box x0,y0,x1,y1 -> landmarks in image "
               "pixels, stage_spread, landmark_spread where the exporter wrote it), "
-              "`serving_tf_example`, `predict_canonical`; metadata with "
+              f"`{TF_EXAMPLE}`, `{PREDICT_CANONICAL}`; metadata with "
               "the mean shape, this configuration and the evaluation in "
-              "`assets.extra/facealign_metadata.json`.", ""]
+              f"`{model_format.EXTRA_DIR}/{model_format.METADATA_FILE}`.", ""]
     return "\n".join(lines)
 
 
@@ -369,9 +373,10 @@ def main(argv=None) -> int:
         parser.error("--out is required (or --remeasure FOLDER)")
     base = cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name
     version = base / args.version if args.version else newest_version(base)
-    if not (version / METADATA).is_file():
-        raise SystemExit(f"{version}: not a facealign SavedModel version (no {METADATA})")
-    metadata = json.loads((version / METADATA).read_text())
+    if not model_format.has_metadata(version):
+        raise SystemExit(f"{version}: not a facealign SavedModel version (no "
+                         f"{model_format.METADATA_FILE})")
+    metadata = ModelMetadata.read(version).to_dict()
     report, evaluation_dir = evaluation_of(root, metadata)
     # --re-export with the config's model.flip_average where the pushed model has the other:
     # the served graph changes, so it is scored again (as the Evaluator scores) below
@@ -415,8 +420,9 @@ def main(argv=None) -> int:
         shutil.move(str(staged / version.name), str(out / version.name))
         resaved = False
         # the Pusher's batching parameters, timed again: the served graph's cost has changed
-        write_batching_parameters(str(out / version.name),
-                                  measured_batching_parameters(str(out / version.name)))
+        batching = measured_batching_parameters(str(out / version.name))
+        if batching is not None:
+            model_format.write_batching_parameters(out / version.name, batching)
     elif args.re_export:
         change = reexport(version, out / version.name, root)
         print(f"publish: re-exported with this checkout's exporter; landmarks moved at most "
@@ -433,7 +439,7 @@ def main(argv=None) -> int:
     shutil.copy(evaluation_dir / "ced.png" if flip is None else staged / "ced.png",
                 out / "ced.png")
     shutil.rmtree(staged, ignore_errors=True)
-    metadata = json.loads((out / version.name / METADATA).read_text())
+    metadata = ModelMetadata.read(out / version.name).to_dict()
     curve_png(metadata, out / "training_curve.png")
     provenance = (f"Pushed by the pipeline as version {version.name} of "
                   f"`{cfg.serving.model_name}` (blessing: {report['reason']})"
@@ -459,10 +465,10 @@ def remeasure(folder: pathlib.Path, root: pathlib.Path, threshold: float) -> int
 
     version = pathlib.Path(model_paths.resolve_model_dir(folder))
     metrics = measure(version, held_out_examples(root), threshold)
-    metadata = json.loads((version / METADATA).read_text())
+    metadata = ModelMetadata.read(version).to_dict()
     before = (metadata.get("evaluation") or {}).get("metrics")
     add_evaluation(str(version), {**(metadata.get("evaluation") or {}), "metrics": metrics,
-                                  "measured_by": "serving_tf_example on the held-out photos"})
+                                  "measured_by": f"{TF_EXAMPLE} on the held-out photos"})
     card_path = folder / "MODEL_CARD.md"
     text = card_path.read_text()
     start = text.index(EVALUATION_HEADING)

@@ -27,7 +27,7 @@ threads shared by all queues run the batches (TF Serving's SharedBatchScheduler)
 Requests wait for their batch in the server's request threads, so with batching the
 server admits :meth:`Batcher.request_slots` requests at once (enough to fill every batch
 the queues may hold, up to REQUEST_SLOT_CAP) instead of --max-concurrency.
-The parameters and their file format: components/atomic_pusher/batching_parameters.py.
+The parameters and their file format: facealign/core/model_format.py.
 """
 from __future__ import annotations
 
@@ -37,11 +37,7 @@ import logging
 import threading
 import time
 
-from components.atomic_pusher.batching_parameters import (  # noqa: F401 - the CLI's names
-    BatchingParameters,
-    BatchingParametersError,
-)
-from components.atomic_pusher.batching_parameters import read as read_parameters  # noqa: F401
+from facealign.core.model_format import BatchingParameters
 from serving.rest import RequestError
 
 log = logging.getLogger("facealign.serve")

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_SIGNATURE = "serving_default"
+from facealign.core.model_format import SERVING_DEFAULT
+
 _MODEL_URL = re.compile(
     r"^(?P<base>https?://[^/]+)/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?/?$")
 
@@ -118,7 +119,7 @@ class RestClient:
         """POST .../:predict with any TF Serving request body; the decoded JSON answer."""
         return self._call("POST", self.model_url + ":predict", body)
 
-    def predict(self, images: Sequence[bytes], boxes, signature_name: str = DEFAULT_SIGNATURE,
+    def predict(self, images: Sequence[bytes], boxes, signature_name: str = SERVING_DEFAULT,
                 columnar: bool = False) -> Prediction:
         """Landmarks of one face per image; `columnar` sends TF Serving's "inputs" form."""
         images = [bytes(image) for image in images]
@@ -204,7 +205,7 @@ def parse_rest_prediction(answer: dict, count: int | None = None) -> Prediction:
 # --- gRPC ----------------------------------------------------------------------------------
 
 def build_predict_request(model_name: str, images: Sequence[bytes], boxes,
-                          signature_name: str = DEFAULT_SIGNATURE, version: int | None = None):
+                          signature_name: str = SERVING_DEFAULT, version: int | None = None):
     """The PredictRequest for serving_default: image_bytes DT_STRING [B], box DT_FLOAT [B, 4]."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -251,7 +252,7 @@ class GrpcClient:
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def predict(self, images: Sequence[bytes], boxes,
-                signature_name: str = DEFAULT_SIGNATURE) -> Prediction:
+                signature_name: str = SERVING_DEFAULT) -> Prediction:
         import grpc
 
         request = build_predict_request(self.model_name, images, boxes, signature_name,

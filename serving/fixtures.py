@@ -114,11 +114,9 @@ def export_legacy_aan(path, mean_shape):
     version 1795285831, replaced in issue #14): the signatures answer landmarks and
     stage_spread only, and nothing in the graph checks the inputs or outputs (a NaN box gives
     NaN landmarks). The metadata lists those outputs. Returns the path."""
-    import json
-    import os
-
     import tensorflow as tf
 
+    from facealign.core import model_format
     from facealign.core.config import AanConfig
     from trainer import export
     from trainer.aan_model import build_aan_model, inference_model
@@ -148,14 +146,11 @@ def export_legacy_aan(path, mean_shape):
     module = export._ServingModule(model, LegacyGraph(model, np.asarray(mean_shape, np.float32),
                                                       SIZE))
     tf.saved_model.save(module, str(path), signatures={  # over the current export's graph
-        export.SERVING_SIGNATURE: module.serving_default,
-        export.TF_EXAMPLE_SIGNATURE: module.serving_tf_example,
-        export.CANONICAL_SIGNATURE: module.predict_canonical})
-    metadata_path = os.path.join(str(path), "assets.extra", export.METADATA_FILE)
-    with open(metadata_path) as handle:
-        metadata = json.load(handle)
+        model_format.SERVING_DEFAULT: module.serving_default,
+        model_format.TF_EXAMPLE: module.serving_tf_example,
+        model_format.PREDICT_CANONICAL: module.predict_canonical})
+    metadata = model_format.ModelMetadata.read(path).to_dict()
     for signature in metadata["signatures"].values():
         signature["outputs"].pop("landmark_spread")
-    with open(metadata_path, "w") as handle:
-        json.dump(metadata, handle, indent=1)
+    model_format.ModelMetadata.from_dict(metadata).write(path)
     return str(path)

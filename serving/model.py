@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from facealign.core import model_paths
+from facealign.core.model_format import SERVING_DEFAULT
 from serving import client
 from serving.errors import ModelError
 from serving.rest import tf_error_summary
@@ -37,7 +38,7 @@ class LocalModel(_EncodedImages):
 
     remote = False
 
-    def __init__(self, path, signature_name: str = client.DEFAULT_SIGNATURE):
+    def __init__(self, path, signature_name: str = SERVING_DEFAULT):
         folder = resolve_model_path(path)  # before TensorFlow's import: a bad path fails fast
         self.path = str(folder)  # the version folder actually loaded
         import tensorflow as tf

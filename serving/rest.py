@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from serving.client import DEFAULT_SIGNATURE
+from facealign.core.model_format import SERVING_DEFAULT
 
 log = logging.getLogger("facealign.serve")
 
@@ -189,10 +189,10 @@ def run_predict(model, body_bytes: bytes) -> dict:
         raise RequestError(400, TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the request body is not valid JSON ({exc})") from None
-    signature = body.get("signature_name", DEFAULT_SIGNATURE) if isinstance(body, dict) else None
+    signature = body.get("signature_name", SERVING_DEFAULT) if isinstance(body, dict) else None
     if not isinstance(signature, str):
         raise RequestError(400, "'signature_name' must be a string")
-    fn = model.signatures.get(signature or DEFAULT_SIGNATURE)
+    fn = model.signatures.get(signature or SERVING_DEFAULT)
     if fn is None:
         raise RequestError(400, f"Serving signature name: \"{signature}\" not found in signature "
                                 f"def (the model has {sorted(model.signatures)})")

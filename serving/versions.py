@@ -20,8 +20,9 @@ import pathlib
 import threading
 import time
 
+from facealign.core import model_format
+from facealign.core.model_format import SERVING_DEFAULT
 from facealign.core.model_paths import numeric_versions, resolve_model_dir
-from serving.client import DEFAULT_SIGNATURE
 from serving.errors import ModelError
 
 log = logging.getLogger("facealign.serve")
@@ -47,7 +48,7 @@ class LoadedVersion:
     loaded: object
     signatures: dict          # name -> concrete function
     signature_defs: dict      # TF Serving's SignatureDefMap JSON
-    metadata: dict            # assets.extra/facealign_metadata.json (or {})
+    metadata: dict            # the metadata record's JSON object (or {})
 
 
 def _signature_defs(path: pathlib.Path) -> dict:
@@ -66,15 +67,13 @@ def _signature_defs(path: pathlib.Path) -> dict:
 
 
 def _metadata(path: pathlib.Path) -> dict:
-    """The exporter's metadata, or {} for a SavedModel without (a readable) one."""
-    from trainer import export
-
-    if not (path / "assets.extra" / export.METADATA_FILE).is_file():
+    """The exporter's metadata, or {} for a SavedModel without (a valid) one."""
+    if not model_format.has_metadata(path):
         return {}
     try:
-        return export.read_metadata(str(path))
-    except ValueError:
-        log.warning("%s: unreadable metadata file", path)
+        return model_format.ModelMetadata.read(path).to_dict()
+    except (OSError, model_format.ModelFormatError) as exc:
+        log.warning("%s: unusable metadata file (%s)", path, exc)
         return {}
 
 
@@ -95,19 +94,17 @@ def load_version(version: int, path: pathlib.Path, warmup: bool = True) -> Loade
 
 
 def _replay_warmup(model: LoadedVersion) -> None:
-    """Runs assets.extra/tf_serving_warmup_requests, as TF Serving does on load."""
+    """Runs the version's warmup requests, as TF Serving does on load."""
     import tensorflow as tf
 
-    from trainer import export
-
     try:
-        requests = export.read_warmup_requests(model.path)
+        requests = model_format.read_warmup_requests(model.path)
     except Exception as exc:
         log.warning("version %d: warmup file unreadable (%s)", model.version, exc)
         return
     started = time.monotonic()
     for request in requests:
-        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        name = request.model_spec.signature_name or SERVING_DEFAULT
         fn = model.signatures.get(name)
         if fn is None:
             continue

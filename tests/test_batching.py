@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.atomic_pusher import batching_parameters
 from facealign import cli
+from facealign.core import model_format
+from facealign.core.model_format import SERVING_DEFAULT, BatchingParameters
 from serving import batching, fixtures, server, versions
 from serving.rest import RequestError
 from tests.rest_calls import call
@@ -48,7 +49,7 @@ def base(shared_data, faces, tmp_path_factory):
 @pytest.fixture(scope="module")
 def direct(base):
     """The version's own serving_default, called without any batching."""
-    fn = tf.saved_model.load(str(base / "1")).signatures["serving_default"]
+    fn = tf.saved_model.load(str(base / "1")).signatures[SERVING_DEFAULT]
 
     def predict(chosen):
         out = fn(image_bytes=tf.constant([image for image, _ in chosen]),
@@ -64,7 +65,7 @@ def instances(chosen):
 
 def serve(base, **parameters):
     return server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=0.2,
-                              batching=batching.BatchingParameters(**parameters)).start()
+                              batching=BatchingParameters(**parameters)).start()
 
 
 def concurrently(function, arguments):
@@ -119,13 +120,13 @@ def test_an_undecodable_image_fails_only_its_own_request(base, faces, direct):
 def test_batcher_gives_each_caller_its_rows_or_its_own_error(base, faces, direct):
     """The same at the signature call, below the JSON checks: what rest.run_predict calls."""
     loaded = versions.load_version(1, base / "1", warmup=False)
-    batcher = batching.Batcher(batching.BatchingParameters(
+    batcher = batching.Batcher(BatchingParameters(
         max_batch_size=5, batch_timeout_micros=PATIENT, num_batch_threads=1))
     try:
-        signature = batcher.model(loaded).signatures["serving_default"]
-        assert batcher.model(loaded).signatures["serving_default"] is signature
+        signature = batcher.model(loaded).signatures[SERVING_DEFAULT]
+        assert batcher.model(loaded).signatures[SERVING_DEFAULT] is signature
         assert signature.structured_input_signature == \
-            loaded.signatures["serving_default"].structured_input_signature
+            loaded.signatures[SERVING_DEFAULT].structured_input_signature
         groups = [faces[0:2], [(b"\x89PNG broken", faces[2][1])], faces[3:5]]
 
         def one(group):
@@ -147,7 +148,7 @@ def test_batcher_gives_each_caller_its_rows_or_its_own_error(base, faces, direct
 
 def test_oversized_requests_and_a_full_queue_are_refused_like_tf_serving(base, faces, direct):
     loaded = versions.load_version(1, base / "1", warmup=False)
-    batcher = batching.Batcher(batching.BatchingParameters(
+    batcher = batching.Batcher(BatchingParameters(
         max_batch_size=4, batch_timeout_micros=PATIENT, max_enqueued_batches=1,
         num_batch_threads=1))
 
@@ -156,7 +157,7 @@ def test_oversized_requests_and_a_full_queue_are_refused_like_tf_serving(base, f
                          box=tf.constant([box for _, box in group], tf.float32))
 
     try:
-        signature = batcher.model(loaded).signatures["serving_default"]
+        signature = batcher.model(loaded).signatures[SERVING_DEFAULT]
         with pytest.raises(RequestError, match="Task size 5 is larger than maximum input "
                                                "batch size 4") as error:
             call_with(faces[:5])
@@ -240,10 +241,11 @@ def test_parameters_file_reads_tf_servings_text_format(tmp_path):
                     "allowed_batch_sizes: [8, 16]\nallowed_batch_sizes: 32\n"
                     "pad_variable_length_inputs: true\n"
                     "thread_pool_name { value: \"model_server_batch_threads\" }\n")
-    assert batching.read_parameters(path) == batching.BatchingParameters(32, 2000, 16, 4)
-    assert batching.read_parameters(path) == batching_parameters.parse(
-        batching_parameters.to_text(batching.read_parameters(path), "a\ncomment"))
-    defaults = batching_parameters.parse("")
+    read = model_format.read_batching_parameters(path)
+    assert read == BatchingParameters(32, 2000, 16, 4)
+    assert read == model_format.parse_batching_parameters(
+        model_format.batching_parameters_text(read, "a\ncomment"))
+    defaults = model_format.parse_batching_parameters("")
     assert (defaults.max_batch_size, defaults.batch_timeout_micros,
             defaults.max_enqueued_batches) == (1000, 0, 10)  # TF Serving's
     assert defaults.num_batch_threads >= 1
@@ -267,8 +269,8 @@ def test_a_bad_parameters_file_is_one_line_naming_the_file_and_field(text, words
                                                                       capsys):
     path = tmp_path / "bad.txt"
     path.write_text(text + "\n")
-    with pytest.raises(batching.BatchingParametersError) as error:
-        batching.read_parameters(path)
+    with pytest.raises(model_format.BatchingParametersError) as error:
+        model_format.read_batching_parameters(path)
     message = str(error.value)
     assert message.startswith(f"{path}: ") and words in message and "\n" not in message
     (tmp_path / "models").mkdir(exist_ok=True)

@@ -13,6 +13,12 @@ from tfx.utils import proto_utils
 
 from components.atomic_pusher import executor
 from components.atomic_pusher.component import AtomicPusher
+from facealign.core import model_format
+from facealign.core.model_format import ModelMetadata
+
+# the least metadata a model has (S0 and the crop size) and a key this checkout does not know
+METADATA = {"num_landmarks": 3, "image_size": 64,
+            "mean_shape": [[10.0, 10.0], [20.0, 10.0], [15.0, 20.0]], "a_newer_key": [1]}
 
 
 def fake_saved_model(folder: pathlib.Path) -> pathlib.Path:
@@ -22,7 +28,7 @@ def fake_saved_model(folder: pathlib.Path) -> pathlib.Path:
     (folder / "saved_model.pb").write_bytes(b"\x08\x01graph" * 100)
     (folder / "variables" / "variables.index").write_bytes(b"index")
     (folder / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(4096))
-    (folder / "assets.extra" / "facealign_metadata.json").write_text('{"num_landmarks": 68}')
+    (folder / "assets.extra" / "facealign_metadata.json").write_text(json.dumps(METADATA))
     return folder
 
 
@@ -165,10 +171,9 @@ def test_pushed_metadata_carries_the_evaluation(tmp_path):
     evaluation = {"split": "eval", "metrics": {"all": {"count": 100, "nme_inter_ocular": 5.4}}}
     model_path, base, pushed = run_pusher(tmp_path, blessed=1, evaluation=evaluation)
     [version] = os.listdir(base)
-    metadata = json.loads((base / version / executor.METADATA).read_text())
-    assert metadata == {"num_landmarks": 68, "evaluation": evaluation}
+    assert ModelMetadata.read(base / version).to_dict() == {**METADATA, "evaluation": evaluation}
     # the trainer's own artifact is left as it was
-    assert json.loads((model_path / executor.METADATA).read_text()) == {"num_landmarks": 68}
+    assert ModelMetadata.read(model_path).to_dict() == METADATA
 
 
 def test_executor_does_not_push_an_unblessed_model(tmp_path):
@@ -212,11 +217,11 @@ def test_component_uses_the_atomic_executor(tmp_path):
         tmp_path / "serving")
 
 
-# --- batching_parameters.txt --------------------------------------------------------------------
+# --- the batching parameters file -----------------------------------------------------------------
 
 def test_batching_rule_picks_sizes_and_timeout_from_the_timings():
     from components.atomic_pusher.batch_timing import choose
-    from components.atomic_pusher.batching_parameters import BatchingParameters
+    from facealign.core.model_format import BatchingParameters
 
     # per face 10, 5, 3.875 ms: every step pays; a request saves 10 - 3.875 ms in a batch
     assert choose({1: 0.010, 8: 0.040, 32: 0.124}, cpus=2) == BatchingParameters(
@@ -267,13 +272,12 @@ def push_real_model(tmp_path: pathlib.Path, shared_data) -> tuple[pathlib.Path, 
 
 
 def test_pushed_version_carries_measured_batching_parameters(tmp_path, shared_data):
-    from components.atomic_pusher import batching_parameters
     from trainer.precision import cpu_model
 
     model_path, version = push_real_model(tmp_path, shared_data)
-    file = version / executor.BATCHING
-    text = file.read_text()
-    parameters = batching_parameters.read(file)  # TF Serving's format, as the server reads it
+    file = model_format.extra_path(version, model_format.BATCHING_FILE)
+    text = pathlib.Path(file).read_text()
+    parameters = model_format.read_batching_parameters(file)  # as the server reads it
     assert parameters.max_batch_size in (8, 32)
     assert 0 <= parameters.batch_timeout_micros <= 10_000
     assert parameters.num_batch_threads == os.cpu_count()
@@ -281,13 +285,13 @@ def test_pushed_version_carries_measured_batching_parameters(tmp_path, shared_da
     assert cpu_model() in text and "batch 32:" in text  # says what measured it, and where
     # everything else is the Trainer's model, unchanged; the Trainer's own copy has no file
     pushed = tree(version)
-    del pushed[executor.BATCHING]
+    del pushed[f"{model_format.EXTRA_DIR}/{model_format.BATCHING_FILE}"]
     assert pushed == tree(model_path)
-    assert not (model_path / executor.BATCHING).exists()
+    assert not os.path.exists(model_format.extra_path(model_path, model_format.BATCHING_FILE))
 
 
 def test_a_model_that_cannot_be_timed_is_pushed_without_the_file(tmp_path):
     _, base, pushed = run_pusher(tmp_path, blessed=1)  # a SavedModel-shaped folder only
     assert pushed.get_int_custom_property("pushed") == 1
     [version] = os.listdir(base)
-    assert not (base / version / executor.BATCHING).exists()
+    assert not os.path.exists(model_format.extra_path(base / version, model_format.BATCHING_FILE))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from real_faces import canonical_face, write_tfrecord
 
-from facealign.core import canonical
+from facealign.core import canonical, model_format
 from facealign.core.config import ConfigError, DanConfig, TrainerSection
 from facealign.core.config import load as load_config
 from trainer import export, warm_start
@@ -174,7 +174,7 @@ def test_a_one_stage_parent_grows_into_two_stages(tmp_path, faces):
     images, shapes, stats = faces
     parent_model = build_dan_model(*stats, DanConfig(stages=1, **TINY))
     parent = _export(parent_model, stats[0], tmp_path / "parent", 1, **TINY)
-    served = tf.saved_model.load(parent).signatures[export.CANONICAL_SIGNATURE](
+    served = tf.saved_model.load(parent).signatures[model_format.PREDICT_CANONICAL](
         image=tf.constant(images, tf.uint8))["landmarks"].numpy()
 
     path = write_tfrecord(tmp_path / "faces.tfrecord.gz", images, shapes)
@@ -209,7 +209,7 @@ def test_a_parent_with_more_stages_is_refused(tmp_path, faces):
     with pytest.raises(warm_start.WarmStartError, match="model.dan.stages is 2 there, 1 here"):
         warm_start.load_weights(child, child, parent, config, stats[0])
     # a parent exported before input_batchnorm existed was built without it
-    info = json.loads(json.dumps(export.read_metadata(parent)))
+    info = json.loads(json.dumps(model_format.ModelMetadata.read(parent).to_dict()))
     del info["config"]["model"]["dan"]["input_batchnorm"]
     config = {"name": "dan", "dan": DanConfig(stages=2, input_batchnorm=True, **TINY).model_dump()}
     assert warm_start.architecture_differences(info, config, len(stats[0]), SIZE) == [

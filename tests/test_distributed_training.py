@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from facealign.core import config
+from facealign.core.model_format import SERVING_DEFAULT
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,7 @@ def test_two_workers_train_one_model_that_the_chief_exports(data, tmp_path, shar
 
     model = tf.saved_model.load(str(work / "model"))
     path, box = FACE
-    out = model.signatures["serving_default"](
+    out = model.signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([(shared_data / path).read_bytes()]), box=tf.constant([box]))
     points = out["landmarks"].numpy()
     assert points.shape == (1, 68, 2) and np.isfinite(points).all()

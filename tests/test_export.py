@@ -16,8 +16,9 @@ import pytest
 import tensorflow as tf
 
 from components.landmark_example_gen.executor import face_to_example
-from facealign.core import canonical, geometry
+from facealign.core import canonical, geometry, model_format
 from facealign.core.data import read_dataset
+from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, TF_EXAMPLE
 from trainer import export
 
 SIZE = 112
@@ -91,7 +92,7 @@ def exported(demo_data, tmp_path_factory):
     return result
 
 
-def serve(loaded, faces_, signature="serving_default"):
+def serve(loaded, faces_, signature=SERVING_DEFAULT):
     fn = loaded.signatures[signature]
     out = fn(image_bytes=tf.constant([f[0] for f in faces_]),
              box=tf.constant(np.stack([f[1] for f in faces_])))
@@ -121,10 +122,10 @@ def test_signatures_and_their_interface(exported):
     _, _, loaded = exported["constant"]
     assert set(loaded.signatures) >= {"serving_default", "serving_tf_example",
                                       "predict_canonical"}
-    default = loaded.signatures["serving_default"]
+    default = loaded.signatures[SERVING_DEFAULT]
     assert set(default.structured_input_signature[1]) == {"image_bytes", "box"}
     assert set(default.structured_outputs) == {"landmarks", "stage_spread", "landmark_spread"}
-    canonical_fn = loaded.signatures["predict_canonical"]
+    canonical_fn = loaded.signatures[PREDICT_CANONICAL]
     spec = canonical_fn.structured_input_signature[1]["image"]
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, SIZE, SIZE, 1]
 
@@ -194,7 +195,7 @@ def test_serving_tf_example_matches_serving_default(exported, faces):
                 "landmarks": [0.0] * 136, "box": box.tolist(), "box_source": "detector",
                 "dataset": "shared", "subset": "afw", "face_id": f"shared:afw/{path.stem}"}
         serialized.append(face_to_example(face))
-    from_examples = loaded.signatures["serving_tf_example"](examples=tf.constant(serialized))
+    from_examples = loaded.signatures[TF_EXAMPLE](examples=tf.constant(serialized))
     default = serve(loaded, faces)
     np.testing.assert_allclose(from_examples["landmarks"].numpy(), default["landmarks"],
                                atol=1e-4)
@@ -208,7 +209,7 @@ def test_predict_canonical_equals_the_keras_model(exported):
     images[1] = 255
     for name in ("constant", "probe"):
         model, _, loaded = exported[name]
-        out = loaded.signatures["predict_canonical"](image=tf.constant(images))
+        out = loaded.signatures[PREDICT_CANONICAL](image=tf.constant(images))
         expected = model(images, training=False)
         np.testing.assert_allclose(out["landmarks"].numpy(), expected["stage_2"].numpy(),
                                    atol=1e-5)
@@ -217,9 +218,9 @@ def test_predict_canonical_equals_the_keras_model(exported):
 def test_stage_spread(exported):
     s0 = exported["s0"]
     images = np.random.default_rng(1).integers(0, 256, (3, SIZE, SIZE, 1), dtype=np.uint8)
-    constant = exported["constant"][2].signatures["predict_canonical"](image=tf.constant(images))
+    constant = exported["constant"][2].signatures[PREDICT_CANONICAL](image=tf.constant(images))
     np.testing.assert_array_equal(constant["stage_spread"].numpy(), np.zeros(3, np.float32))
-    probe = exported["probe"][2].signatures["predict_canonical"](image=tf.constant(images))
+    probe = exported["probe"][2].signatures[PREDICT_CANONICAL](image=tf.constant(images))
     landmarks = probe["landmarks"].numpy()
     # stage_1 is S0 and every point of stage_2 moved by the same vector
     moved = np.linalg.norm(landmarks[:, 0] - s0[0], axis=-1)
@@ -233,11 +234,11 @@ def test_stage_spread(exported):
 
 def test_metadata_file(exported):
     _, path, _ = exported["probe"]
-    metadata = export.read_metadata(path)
+    metadata = model_format.ModelMetadata.read(path).to_dict()
     assert metadata["num_landmarks"] == 68 and metadata["image_size"] == SIZE
     assert metadata["model"] == "probe" and metadata["stages"] == 2
     np.testing.assert_allclose(metadata["mean_shape"], exported["s0"], atol=1e-4)
-    assert (pathlib.Path(path) / "assets.extra" / export.METADATA_FILE).is_file()
+    assert (pathlib.Path(path) / "assets.extra" / model_format.METADATA_FILE).is_file()
 
 
 # --- the in-graph crop against the numpy/OpenCV one -------------------------------------------
@@ -298,7 +299,7 @@ def test_weights_are_stored_once(demo_data, tmp_path):
     loaded = tf.saved_model.load(str(path))
     crops = np.random.default_rng(1).integers(0, 255, (3, SIZE, SIZE, 1), np.uint8)
     expected = model(crops)["stage_2"].numpy()
-    got = loaded.signatures["predict_canonical"](image=tf.constant(crops))["landmarks"].numpy()
+    got = loaded.signatures[PREDICT_CANONICAL](image=tf.constant(crops))["landmarks"].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign.core import landmarks68
+from facealign.core import landmarks68, model_format
 from facealign.core.canonical import mirror_points
 from facealign.core.config import AanConfig, ModelSection
 from facealign.core.data import read_dataset
@@ -99,7 +99,7 @@ def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
     folder = tmp_path / "flip"
     export.export_saved_model(served, s0, str(folder), metadata={
         "model": "aan", "config": {"model": AAN.model_dump(mode="json")}})
-    canonical = tf.saved_model.load(str(folder)).signatures[export.CANONICAL_SIGNATURE]
+    canonical = tf.saved_model.load(str(folder)).signatures[model_format.PREDICT_CANONICAL]
     found = canonical(tf.constant(crops.astype(np.uint8)))["landmarks"].numpy()
     expected = served(tf.constant(crops.astype(np.uint8).astype(np.float32)))["landmarks"]
     np.testing.assert_allclose(found, expected.numpy(), atol=5e-3)

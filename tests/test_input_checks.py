@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
+from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, TF_EXAMPLE
 from serving import fixtures, rest, server, versions
 from tests.rest_calls import call
 from trainer import export
@@ -86,7 +87,7 @@ def bad_pair(photo, image, box):
 
 
 def default(loaded, pairs):
-    return loaded.signatures["serving_default"](
+    return loaded.signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([p[0] for p in pairs], tf.string),
         box=tf.reshape(tf.constant([p[1] for p in pairs], tf.float32), [-1, 4]))
 
@@ -118,7 +119,7 @@ def test_the_signature_refuses_naming_the_instance_and_reason(exported, photo, k
     assert rest.tf_error_summary(info.value.message) == f"instance 1: {reason}"
     # the same check behind serving_tf_example (batch inference, the Evaluator)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        loaded.signatures["serving_tf_example"](examples=tf.constant(tf_examples(pairs)))
+        loaded.signatures[TF_EXAMPLE](examples=tf.constant(tf_examples(pairs)))
     assert rest.tf_error_summary(info.value.message) == f"instance 1: {reason}"
 
 
@@ -144,7 +145,7 @@ def test_no_instance_and_mismatched_inputs_are_refused(exported, photo):
         default(loaded, [])
     assert rest.tf_error_summary(info.value.message) == "the request holds no instance"
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        loaded.signatures["serving_default"](image_bytes=tf.constant([photo[0]] * 2),
+        loaded.signatures[SERVING_DEFAULT](image_bytes=tf.constant([photo[0]] * 2),
                                              box=tf.constant([photo[1]], tf.float32))
     assert "image_bytes and box must hold one entry per instance" in info.value.message
 
@@ -207,7 +208,7 @@ def test_no_answer_carries_nan(shared_data, photo, tmp_path):
     crops = np.full((2, fixtures.SIZE, fixtures.SIZE, 1), 128, np.uint8)
     crops[1] = 0
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        loaded.signatures["predict_canonical"](image=tf.constant(crops))
+        loaded.signatures[PREDICT_CANONICAL](image=tf.constant(crops))
     assert rest.tf_error_summary(info.value.message) == message
     # through the local server's request handling: a 400 with the same message
     version = versions.load_version(1, tmp_path / "1", warmup=False)

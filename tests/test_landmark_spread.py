@@ -13,12 +13,13 @@ from tensorflow_serving.apis import predict_pb2
 
 import facealign
 from facealign.core import examples as names
+from facealign.core import model_format
 from facealign.core.config import AanConfig
+from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, SIGNATURES, TF_EXAMPLE
 from serving import client, fixtures, server
 from trainer import export
 from trainer.aan_model import build_aan_model, inference_model
 
-SIGNATURES = ("serving_default", "serving_tf_example", "predict_canonical")
 SIZE = fixtures.SIZE
 
 
@@ -43,7 +44,7 @@ def dan(shared_data, tmp_path_factory):
 
 
 def default(loaded, faces):
-    out = loaded.signatures["serving_default"](image_bytes=tf.constant([f[0] for f in faces]),
+    out = loaded.signatures[SERVING_DEFAULT](image_bytes=tf.constant([f[0] for f in faces]),
                                                box=tf.constant(np.stack([f[1] for f in faces])))
     return {name: value.numpy() for name, value in out.items()}
 
@@ -65,7 +66,7 @@ def test_every_signature_returns_landmark_spread(dan, faces):
         assert outputs["landmark_spread"].dtype == tf.float32
         assert outputs["landmark_spread"].shape.as_list() == [None, 68]
     photos = default(loaded, faces)
-    examples = {name: value.numpy() for name, value in loaded.signatures["serving_tf_example"](
+    examples = {name: value.numpy() for name, value in loaded.signatures[TF_EXAMPLE](
         examples=tf.constant(tf_examples(faces))).items()}
     assert photos["landmark_spread"].shape == (len(faces), 68)
     np.testing.assert_allclose(examples["landmark_spread"], photos["landmark_spread"],
@@ -82,7 +83,7 @@ def test_every_signature_returns_landmark_spread(dan, faces):
 def test_landmark_spread_is_each_points_move_between_the_last_two_stages(dan):
     s0, model, _, loaded = dan
     crops = np.random.default_rng(3).integers(0, 256, (4, SIZE, SIZE, 1), np.uint8)
-    out = loaded.signatures["predict_canonical"](image=tf.constant(crops))
+    out = loaded.signatures[PREDICT_CANONICAL](image=tf.constant(crops))
     stages = model(crops, training=False)
     diagonal = np.linalg.norm(s0.max(0) - s0.min(0))
     expected = np.linalg.norm(stages["stage_2"].numpy() - stages["stage_1"].numpy(),
@@ -103,12 +104,12 @@ def test_a_one_stage_aan_gives_zeros(shared_data, faces, tmp_path):
     assert out["landmark_spread"].shape == (len(faces), 68)
     np.testing.assert_array_equal(out["landmark_spread"], np.zeros((len(faces), 68), np.float32))
     np.testing.assert_array_equal(out["stage_spread"], np.zeros(len(faces), np.float32))
-    assert export.read_metadata(str(tmp_path / "aan"))["stages"] == 1
+    assert model_format.ModelMetadata.read(tmp_path / "aan").stages == 1
 
 
 def test_metadata_lists_the_output(dan):
     _, _, base, _ = dan
-    signatures = export.read_metadata(str(base / "1"))["signatures"]
+    signatures = model_format.ModelMetadata.read(base / "1").signatures
     for name in SIGNATURES:
         assert signatures[name]["outputs"]["landmark_spread"] == {"dtype": "float32",
                                                                   "shape": [-1, 68]}
@@ -188,7 +189,7 @@ def old_server(old_model):
 
 
 def test_a_model_without_the_output_keeps_working(old_model, old_server, faces):
-    signature = old_server.repository.current.signatures["serving_default"]
+    signature = old_server.repository.current.signatures[SERVING_DEFAULT]
     assert set(signature.structured_outputs) == {"landmarks", "stage_spread"}  # the premise
     rest = client.RestClient.from_url(old_server.model_url)
     images, boxes = [f[0] for f in faces], [f[1] for f in faces]

@@ -10,9 +10,10 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from facealign import cli
-from facealign.core import crop
+from facealign.core import crop, model_format
 from facealign.core.config import AanConfig, DanConfig, ModelSection
 from facealign.core.data import read_dataset
+from facealign.core.model_format import SERVING_DEFAULT
 from serving import fixtures
 from serving.litert import LiteRTModel
 from trainer import export, litert_export
@@ -109,7 +110,7 @@ def test_dan_tflite_uses_builtin_ops_only(dan_tflite):
 def test_dan_tflite_answers_as_the_saved_model(dan_tflite, helen_crops):
     folder, _ = litert_export.read_model(PRETRAINED)
     loaded = tf.saved_model.load(folder)
-    served = loaded.signatures[export.CANONICAL_SIGNATURE](image=tf.constant(helen_crops))
+    served = loaded.signatures[model_format.PREDICT_CANONICAL](image=tf.constant(helen_crops))
     model = LiteRTModel(dan_tflite)
     ours = model.predict(helen_crops)
     distance = np.linalg.norm(ours["landmarks"] - served["landmarks"].numpy(), axis=-1)
@@ -207,7 +208,7 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys):
     plain = tf.Module()
     plain.f = tf.function(lambda x: {"y": x + 1.0},
                           input_signature=[tf.TensorSpec([None], tf.float32)])
-    tf.saved_model.save(plain, str(tmp_path / "plain"), signatures={"serving_default": plain.f})
+    tf.saved_model.save(plain, str(tmp_path / "plain"), signatures={SERVING_DEFAULT: plain.f})
     out = tmp_path / "m.tflite"
     cases = [
         (["--model", tmp_path / "missing", "--format", "tflite"], "no such model folder"),

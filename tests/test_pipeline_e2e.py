@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from facealign.core.model_format import SERVING_DEFAULT, ModelMetadata
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -84,7 +86,7 @@ def test_pipeline_pushes_a_blessed_servable_model(first_run, shared_data):
     [version] = versions(tmp_path)
     model = tf.saved_model.load(str(tmp_path / "serving" / "facealign-demo" / version))
     image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
-    out = model.signatures["serving_default"](
+    out = model.signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([image, image]),
         box=tf.constant([[108.53, 108.84, 324.42, 324.74]] * 2))
     assert out["landmarks"].shape == (2, 68, 2)
@@ -184,8 +186,7 @@ def test_tuner_in_the_pipeline_feeds_the_trainer(first_run):
     assert f"Trainer: tuned hyperparameters {best}" in result.stdout
     model_dirs = sorted((tmp_path / "root").glob("Trainer/model/*/Format-Serving"),
                         key=lambda p: int(p.parent.name))
-    metadata = json.loads((model_dirs[-1] / "assets.extra" / "facealign_metadata.json")
-                          .read_text())
+    metadata = ModelMetadata.read(model_dirs[-1]).to_dict()
     assert metadata["config"]["trainer"]["learning_rate"] == best["trainer.learning_rate"]
     assert metadata["config"]["model"]["dan"]["dropout"] == best["model.dan.dropout"]
 
@@ -194,12 +195,12 @@ def test_the_trainer_continues_from_the_latest_blessed_model(first_run):
     """trainer.warm_start: latest_blessed hands the Trainer the blessed model (a Resolver)."""
     tmp_path, _ = first_run
     blessed = tmp_path / "serving" / "facealign-demo" / versions(tmp_path)[-1]
-    parent = json.loads((blessed / "assets.extra" / "facealign_metadata.json").read_text())
+    parent = ModelMetadata.read(blessed).to_dict()
     result = run_pipeline(tmp_path, "trainer.warm_start=latest_blessed")
     assert "Trainer: warm start from the latest blessed model: " in result.stdout
     assert "warm start: " in result.stdout and " weights from " in result.stdout
     newest = tmp_path / "serving" / "facealign-demo" / versions(tmp_path)[-1]
-    child = json.loads((newest / "assets.extra" / "facealign_metadata.json").read_text())
+    child = ModelMetadata.read(newest).to_dict()
     lineage = child["lineage"]
     assert lineage["generation"] == parent["lineage"]["generation"] + 1
     assert lineage["cumulative_steps"] == (parent["lineage"]["cumulative_steps"]
@@ -222,12 +223,11 @@ def test_aan_goes_through_the_same_pipeline(first_run, shared_data):
     assert "AAN: validation NME" in result.stdout
     model_dirs = sorted((tmp_path / "root").glob("Trainer/model/*/Format-Serving"),
                         key=lambda p: int(p.parent.name))
-    metadata = json.loads((model_dirs[-1] / "assets.extra" / "facealign_metadata.json")
-                          .read_text())
+    metadata = ModelMetadata.read(model_dirs[-1]).to_dict()
     assert metadata["model"] == "aan" and metadata["stages"] == 1
     model = tf.saved_model.load(str(model_dirs[-1]))
     image = (shared_data / "300w" / "afw" / "1051618982_1.jpg").read_bytes()
-    out = model.signatures["serving_default"](image_bytes=tf.constant([image]),
+    out = model.signatures[SERVING_DEFAULT](image_bytes=tf.constant([image]),
                                               box=tf.constant([[108.5, 108.8, 324.4, 324.7]]))
     assert set(out) == {"landmarks", "stage_spread", "landmark_spread"}
     assert out["landmarks"].shape == (1, 68, 2)
@@ -247,7 +247,7 @@ def test_publish_writes_the_model_card_from_the_run(first_run, tmp_path):
                   "--set", f"serving.base_dir={root / 'serving'}"])
     [version] = [p for p in out.iterdir() if p.name.isdigit()]
     assert version.name == versions(root)[-1]
-    metadata = json.loads((version / "assets.extra" / "facealign_metadata.json").read_text())
+    metadata = ModelMetadata.read(version).to_dict()
     figures = metadata["evaluation"]["metrics"]["all"]
     assert figures["count"] == 8
     card = (out / "MODEL_CARD.md").read_text()

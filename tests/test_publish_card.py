@@ -6,6 +6,7 @@ import pathlib
 import pytest
 
 from facealign.core import config as config_lib
+from facealign.core.model_format import ModelMetadata
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def test_dan_card_lists_each_stage(publish, tmp_path):
 
 def test_missing_eval_split_for_warmup_is_a_clear_error(publish, tmp_path):
     model_dir = tmp_path / "1"
-    (model_dir / "assets.extra").mkdir(parents=True)
-    (model_dir / "assets.extra" / "facealign_metadata.json").write_text('{"warmup_requests": 1}')
+    ModelMetadata.from_dict({"image_size": 64, "mean_shape": [[1.0, 1.0], [2.0, 1.0], [1.5, 2.0]],
+                             "warmup_requests": 1}).write(model_dir)
     with pytest.raises(SystemExit, match="no Augment eval split"):
         publish.ensure_real_warmup(tmp_path / "root", model_dir)

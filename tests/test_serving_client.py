@@ -13,6 +13,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from facealign import cli
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
+from facealign.core.model_format import SERVING_DEFAULT
 from serving import client, fixtures, rest, server
 
 NAME = "dan"
@@ -33,7 +34,7 @@ def running(shared_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("client-models")
     fixtures.export_tiny_dan(base / "3", fixtures.afw_mean_shape(shared_data))
     local = server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=5).start()
-    yield local, tf.saved_model.load(str(base / "3")).signatures["serving_default"]
+    yield local, tf.saved_model.load(str(base / "3")).signatures[SERVING_DEFAULT]
     local.stop()
 
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign.core import canonical, geometry
+from facealign.core import canonical, geometry, model_format
 from facealign.core import examples as names
 from facealign.core.data.pts import read_pts
+from facealign.core.model_format import SERVING_DEFAULT, TF_EXAMPLE
 from serving import fixtures
 from trainer import export
 
@@ -48,7 +49,7 @@ def keras_through_crop(s0, model, encoded, box):
 
 def test_serving_default_on_real_faces_matches_keras(exported, faces):
     s0, model, _, loaded = exported
-    out = loaded.signatures["serving_default"](
+    out = loaded.signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([f[0] for f in faces]),
         box=tf.constant(np.stack([f[1] for f in faces])))
     landmarks, spread = out["landmarks"].numpy(), out["stage_spread"].numpy()
@@ -73,8 +74,8 @@ def test_serving_tf_example_equals_serving_default(exported, faces):
         names.RAW_IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
         names.RAW_BOX: tf.train.Feature(float_list=tf.train.FloatList(value=box.tolist()))}))
         .SerializeToString() for encoded, box in faces]
-    from_examples = loaded.signatures["serving_tf_example"](examples=tf.constant(serialized))
-    default = loaded.signatures["serving_default"](
+    from_examples = loaded.signatures[TF_EXAMPLE](examples=tf.constant(serialized))
+    default = loaded.signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([f[0] for f in faces]),
         box=tf.constant(np.stack([f[1] for f in faces])))
     np.testing.assert_allclose(from_examples["landmarks"].numpy(), default["landmarks"].numpy(),
@@ -95,8 +96,8 @@ def check_request(request, signature):
 
 def test_warmup_file_holds_real_requests_that_run(exported, faces):
     _, _, path, loaded = exported
-    signature = loaded.signatures["serving_default"]
-    requests = export.read_warmup_requests(path)
+    signature = loaded.signatures[SERVING_DEFAULT]
+    requests = model_format.read_warmup_requests(path)
     assert len(requests) == 3  # each face, then both as one batch
     for request in requests:
         arrays = check_request(request, signature)
@@ -111,9 +112,9 @@ def test_warmup_file_holds_real_requests_that_run(exported, faces):
 def test_warmup_without_faces_uses_a_synthetic_image(exported, tmp_path):
     _, _, _, loaded = exported
     (tmp_path / "assets.extra").mkdir()
-    assert export.write_warmup_requests(str(tmp_path)) == 1
-    (request,) = export.read_warmup_requests(str(tmp_path))
-    arrays = check_request(request, loaded.signatures["serving_default"])
+    assert model_format.write_warmup_requests(str(tmp_path), export.warmup_requests()) == 1
+    (request,) = model_format.read_warmup_requests(str(tmp_path))
+    arrays = check_request(request, loaded.signatures[SERVING_DEFAULT])
     image = tf.io.decode_image(arrays["image_bytes"][0]).numpy()
     assert image.shape[:2] == (160, 160)
     with pytest.raises(ValueError):
@@ -122,7 +123,7 @@ def test_warmup_without_faces_uses_a_synthetic_image(exported, tmp_path):
 
 def test_richer_metadata(exported):
     s0, _, path, _ = exported
-    metadata = export.read_metadata(path)
+    metadata = model_format.ModelMetadata.read(path).to_dict()
     assert metadata["model"] == "tiny-dan" and metadata["stages"] == 2
     assert metadata["num_landmarks"] == 68 and metadata["warmup_requests"] == 3
     assert metadata["tensorflow_version"] == tf.__version__

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
+from facealign.core.model_format import SERVING_DEFAULT
 from serving import fixtures, rest, server
 from tests.rest_calls import call
 
@@ -68,7 +69,7 @@ def test_predict_rows_and_columns_match_the_saved_model(running, face):
         "signature_name": "serving_default",
         "inputs": {"image_bytes": [instance(face)["image_bytes"]], "box": [face[1]]}})
     assert status == 200
-    expected = tf.saved_model.load(str(base / "1")).signatures["serving_default"](
+    expected = tf.saved_model.load(str(base / "1")).signatures[SERVING_DEFAULT](
         image_bytes=tf.constant([face[0]]), box=tf.constant([face[1]], tf.float32))
     for landmarks in ([rows["predictions"][1]["landmarks"]], columns["outputs"]["landmarks"]):
         np.testing.assert_allclose(landmarks, expected["landmarks"].numpy(), atol=1e-3)

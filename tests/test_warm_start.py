@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facealign.core import model_paths
+from facealign.core import model_format, model_paths
 from facealign.core.config import DanConfig
+from facealign.core.model_format import PREDICT_CANONICAL
 from tests.real_faces import canonical_face
-from trainer import export, warm_start
+from trainer import warm_start
 from trainer.dan_model import build_dan_model
 
 PRETRAINED = "pretrained/dan-300w"
@@ -19,7 +20,7 @@ PRETRAINED = "pretrained/dan-300w"
 @pytest.fixture(scope="module")
 def parent():
     folder = model_paths.resolve_model_dir(PRETRAINED)
-    return folder, export.read_metadata(folder)
+    return folder, model_format.ModelMetadata.read(folder).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_warm_started_model_answers_as_the_exported_one(parent, crops, tmp_path)
     if metadata["config"]["model"].get("flip_average"):   # served averaged (generation 3):
         plain = warm_start.export_again(folder, str(tmp_path / "plain"), flip_average=False)
     loaded = tf.saved_model.load(plain)   # the plain network's answers to compare with
-    served = loaded.signatures["predict_canonical"](image=tf.constant(crops, tf.uint8))
+    served = loaded.signatures[PREDICT_CANONICAL](image=tf.constant(crops, tf.uint8))
     ours = model(tf.constant(crops, tf.float32), training=False)
     # to bfloat16 arithmetic (the parent computes in it): 0.01 px here; a misplaced weight
     # would move points by many pixels
@@ -108,9 +109,9 @@ def test_a_model_of_other_shapes_but_the_same_recorded_settings_is_refused(paren
     config = json.loads(json.dumps(metadata["config"]["model"]))
     fake = tmp_path / "parent"
     shutil.copytree(folder, fake)
-    info = export.read_metadata(str(fake))
+    info = model_format.ModelMetadata.read(str(fake)).to_dict()
     info["config"]["model"]["dan"]["stages"] = 1
-    (fake / "assets.extra" / export.METADATA_FILE).write_text(json.dumps(info))
+    model_format.ModelMetadata.from_dict(info).write(fake)
     config["dan"]["stages"] = 1
     with pytest.raises(warm_start.WarmStartError, match="weights, this model"):
         warm_start.load_weights(model, model, str(fake), config, metadata["mean_shape"])

@@ -23,34 +23,28 @@ sends a photo and a face box and gets points on that photo. Signatures:
 The Evaluator scores ``serving_tf_example`` on the held-out raw faces: the
 path a TF Serving client calls.
 
-Beside the graph, ``assets.extra/`` holds ``facealign_metadata.json`` (the
-mean shape, the signatures' interface, versions, whatever the trainer adds)
-and ``tf_serving_warmup_requests``: a TFRecord of PredictionLogs with a few
+Beside the graph, ``assets.extra/`` holds the metadata record (the mean
+shape, the signatures' interface, versions, whatever the trainer adds) and
+the warmup file: a TFRecord of PredictionLogs with a few
 ``serving_default`` PredictRequests (real faces when the exporter is given
 some, else a synthetic gray image) that TF Serving replays on every load so
-the first client request does not pay for the graph's first run.
+the first client request does not pay for the graph's first run. Their
+names and formats: facealign/core/model_format.py.
 """
 from __future__ import annotations
 
 import datetime
-import json
-import os
 from collections.abc import Iterable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign.core import crop
+from facealign.core import crop, model_format
 from facealign.core import examples as names
+from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, TF_EXAMPLE
 
-METADATA_FILE = "facealign_metadata.json"
-WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra
 MAX_WARMUP_FACES = 8
-METADATA_FORMAT = 2  # 2: adds the signatures, versions and warmup count
-SERVING_SIGNATURE = "serving_default"
-TF_EXAMPLE_SIGNATURE = "serving_tf_example"
-CANONICAL_SIGNATURE = "predict_canonical"
 
 
 # --- what the graph refuses: INVALID_ARGUMENT naming the instance, under TF Serving too -------
@@ -264,28 +258,26 @@ def export_saved_model(model: keras.Model, mean_shape, path: str, metadata: dict
     """
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     size = int(image_size or model.inputs[0].shape[1])
+    requests = warmup_requests(warmup_faces)
+    stages = sum(1 for key in model.output if key.startswith("stage_")) \
+        if isinstance(model.output, dict) else None
+    record = model_format.ModelMetadata.from_dict({   # checked before anything is written
+        "num_landmarks": int(len(mean_shape)), "image_size": size,
+        "metadata_format": model_format.METADATA_FORMAT, "stages": stages,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
+        "signatures": _signature_summary(size, len(mean_shape)),
+        "box_format": "x0, y0, x1, y1: 0-based pixels of the image, the face detector's box",
+        "warmup_requests": len(requests),
+        "mean_shape": mean_shape.round(4).tolist(), **(metadata or {})}, f"{path}: metadata")
     graph = _Graph(model, mean_shape, size)
     module = _ServingModule(model, graph)
     tf.saved_model.save(module, path, signatures={
-        SERVING_SIGNATURE: module.serving_default,
-        TF_EXAMPLE_SIGNATURE: module.serving_tf_example,
-        CANONICAL_SIGNATURE: module.predict_canonical})
-    extra = os.path.join(path, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    warmup_count = write_warmup_requests(path, warmup_faces)
-    stages = sum(1 for key in model.output if key.startswith("stage_")) \
-        if isinstance(model.output, dict) else None
-    info = {"num_landmarks": int(len(mean_shape)), "image_size": size,
-            "metadata_format": METADATA_FORMAT, "stages": stages,
-            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(
-                timespec="seconds"),
-            "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
-            "signatures": _signature_summary(size, len(mean_shape)),
-            "box_format": "x0, y0, x1, y1: 0-based pixels of the image, the face detector's box",
-            "warmup_requests": warmup_count,
-            "mean_shape": mean_shape.round(4).tolist(), **(metadata or {})}
-    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as handle:
-        json.dump(info, handle, indent=1)
+        SERVING_DEFAULT: module.serving_default,
+        TF_EXAMPLE: module.serving_tf_example,
+        PREDICT_CANONICAL: module.predict_canonical})
+    model_format.write_warmup_requests(path, requests)
+    record.write(path)
     return path
 
 
@@ -295,14 +287,14 @@ def _signature_summary(size: int, num_landmarks: int) -> dict:
                "stage_spread": {"dtype": "float32", "shape": [-1]},
                "landmark_spread": {"dtype": "float32", "shape": [-1, num_landmarks]}}
     return {
-        "serving_default": {"inputs": {"image_bytes": {"dtype": "string", "shape": [-1]},
-                                       "box": {"dtype": "float32", "shape": [-1, 4]}},
-                            "outputs": outputs},
-        "serving_tf_example": {"inputs": {"examples": {"dtype": "string", "shape": [-1]}},
-                               "outputs": outputs},
-        "predict_canonical": {"inputs": {"image": {"dtype": "uint8",
-                                                   "shape": [-1, size, size, 1]}},
-                              "outputs": outputs}}
+        SERVING_DEFAULT: {"inputs": {"image_bytes": {"dtype": "string", "shape": [-1]},
+                                     "box": {"dtype": "float32", "shape": [-1, 4]}},
+                          "outputs": outputs},
+        TF_EXAMPLE: {"inputs": {"examples": {"dtype": "string", "shape": [-1]}},
+                     "outputs": outputs},
+        PREDICT_CANONICAL: {"inputs": {"image": {"dtype": "uint8",
+                                                 "shape": [-1, size, size, 1]}},
+                            "outputs": outputs}}
 
 
 def _synthetic_face() -> tuple[bytes, list[float]]:
@@ -325,42 +317,10 @@ def warmup_requests(faces: Iterable[tuple[bytes, Sequence[float]]] | None = None
     requests = []
     for batch in batches:
         request = predict_pb2.PredictRequest()
-        request.model_spec.signature_name = "serving_default"
+        request.model_spec.signature_name = SERVING_DEFAULT
         request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(
             [image for image, _ in batch], dtype=tf.string, shape=[len(batch)]))
         request.inputs["box"].CopyFrom(tf.make_tensor_proto(
             np.array([box for _, box in batch], np.float32), dtype=tf.float32))
         requests.append(request)
     return requests
-
-
-def write_warmup_requests(path: str, faces=None) -> int:
-    """Writes assets.extra/tf_serving_warmup_requests; returns how many requests it holds."""
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    requests = warmup_requests(faces)
-    with tf.io.TFRecordWriter(os.path.join(path, "assets.extra", WARMUP_FILE)) as writer:
-        for request in requests:
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-    return len(requests)
-
-
-def read_warmup_requests(path: str) -> list:
-    """The PredictRequests of a SavedModel's warmup file ([] when it has none)."""
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    file = os.path.join(path, "assets.extra", WARMUP_FILE)
-    if not tf.io.gfile.exists(file):
-        return []
-    requests = []
-    for record in tf.data.TFRecordDataset(file):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        requests.append(log.predict_log.request)
-    return requests
-
-
-def read_metadata(path: str) -> dict:
-    with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METADATA_FILE)) as handle:
-        return json.load(handle)

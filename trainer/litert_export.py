@@ -3,7 +3,7 @@
 The .tflite model is the SavedModel's ``predict_canonical``: ``image`` uint8
 [B, S, S, 1] canonical crops in; ``landmarks`` float32 [B, N, 2] in
 canonical pixels, ``stage_spread`` [B] and ``landmark_spread`` [B, N] out
-(signature "serving_default"). Decoding a JPEG is no TFLite op and an app
+(signature ``serving_default``). Decoding a JPEG is no TFLite op and an app
 has its own camera frames, so the app crops by facealign/core/crop.py's
 definition (grey BT.601, S0 fitted to the face box as crop.BoxFit,
 bilinear, black outside, rounded to uint8) and maps the points back with
@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from facealign.core import canonical, model_paths
+from facealign.core import canonical, model_format, model_paths
 from trainer import export, warm_start
 from trainer.dan_layers import ImageTransform
 
@@ -80,14 +80,16 @@ def read_model(path) -> tuple[str, dict]:
         folder = model_paths.resolve_model_dir(path)
     except FileNotFoundError as exc:
         raise ExportError(str(exc)) from None
-    if not tf.io.gfile.exists(os.path.join(folder, "assets.extra", export.METADATA_FILE)):
-        raise ExportError(f"{folder}: not a facealign model (no assets.extra/"
-                          f"{export.METADATA_FILE})")
-    metadata = export.read_metadata(folder)
-    missing = [key for key in ("mean_shape", "image_size", "config") if key not in metadata]
-    if missing:
-        raise ExportError(f"{folder}: its {export.METADATA_FILE} lacks {', '.join(missing)}")
-    return folder, metadata
+    if not model_format.has_metadata(folder):
+        raise ExportError(f"{folder}: not a facealign model (no {model_format.EXTRA_DIR}/"
+                          f"{model_format.METADATA_FILE})")
+    try:
+        metadata = model_format.ModelMetadata.read(folder)
+    except model_format.ModelFormatError as exc:
+        raise ExportError(str(exc)) from None
+    if metadata.config is None:
+        raise ExportError(f"{folder}: its {model_format.METADATA_FILE} lacks config")
+    return folder, metadata.to_dict()
 
 
 def rebuild_model(path):
@@ -250,7 +252,7 @@ def export_tflite(model_path, out, quantize: str = "float32", calibration_record
     flatbuffer = convert(model, mean_shape, size, quantize, calibration)
     info = sidecar(folder, metadata, "tflite", quantize, operators(flatbuffer),
                    0 if calibration is None else len(calibration))
-    info["signature"] = "serving_default"
+    info["signature"] = model_format.SERVING_DEFAULT
     return write_model_files(out, flatbuffer, info)
 
 

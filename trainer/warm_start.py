@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facealign.core import model_paths
+from facealign.core import model_format, model_paths
 from trainer import export, flip_average
 
 # The settings that decide the shapes of the weights, per model kind.
@@ -35,6 +35,15 @@ LEGACY_DEFAULTS = {"input_batchnorm": False}
 
 class WarmStartError(ValueError):
     """The model to start from cannot give its weights to this one; the message says why."""
+
+
+def _metadata(folder: str) -> dict:
+    """An exported model's metadata record as the dict the checks here read; a malformed one
+    is a WarmStartError naming the file and the field."""
+    try:
+        return model_format.ModelMetadata.read(folder).to_dict()
+    except model_format.ModelFormatError as exc:
+        raise WarmStartError(str(exc)) from None
 
 
 def architecture_differences(parent: dict, model_cfg: dict, num_landmarks: int,
@@ -102,7 +111,7 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
     parent's first stages (rebuild's `stages`), the later ones are left out.
     """
     folder = model_paths.resolve_model_dir(path)
-    metadata = export.read_metadata(folder)
+    metadata = _metadata(folder)
     mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 2)
     image_size = int(inference.inputs[0].shape[1])
     differences = architecture_differences(metadata, model_cfg, len(mean_shape), image_size,
@@ -110,7 +119,7 @@ def load_weights(model: keras.Model, inference: keras.Model, path: str, model_cf
     if differences:
         raise WarmStartError(f"cannot warm-start from {folder}: " + "; ".join(differences))
     loaded = tf.saved_model.load(folder)   # kept referenced: its variables die with it
-    theirs = loaded.signatures[export.CANONICAL_SIGNATURE].variables
+    theirs = loaded.signatures[model_format.PREDICT_CANONICAL].variables
     ours = _read_order(inference, mean_shape, image_size)
     kept = grown_stages(metadata, model_cfg)
     if kept:   # the parent's stages are read first, in the same order
@@ -182,7 +191,7 @@ def rebuild(path, precision: str | None = "float32", flip_average: bool | None =
     from trainer.dan_model import build_dan_model
 
     folder = model_paths.resolve_model_dir(path)
-    metadata = export.read_metadata(folder)
+    metadata = _metadata(folder)
     try:
         model_cfg = ModelSection(**metadata["config"]["model"])
         mean_shape = np.asarray(metadata["mean_shape"], np.float32).reshape(-1, 2)

@@ -1,7 +1,7 @@
 """TF Serving batching parameters measured on the model being pushed.
 
 :func:`time_signature` times the SavedModel's ``serving_default`` at batch sizes 1, 8
-and 32, built from the real faces of its own ``assets.extra/tf_serving_warmup_requests``
+and 32, built from the real faces of its own warmup requests
 (trainer/export.py writes them; cycled to fill a batch), on the machine the Pusher runs
 on: one untimed call per size, then the median of up to three (one once a second is
 spent), so a 2-stage DAN takes about 10 s on 2 busy cores. :func:`choose` turns those
@@ -34,7 +34,8 @@ import os
 import statistics
 import time
 
-from components.atomic_pusher.batching_parameters import BatchingParameters
+from facealign.core import model_format
+from facealign.core.model_format import SERVING_DEFAULT, BatchingParameters
 
 SIZES = (1, 8, 32)
 REPEATS = 3                   # timed calls per size, fewer once SECONDS_PER_SIZE is spent
@@ -43,7 +44,6 @@ MIN_GAIN = 0.10               # a step up in batch size must cut the per-face ti
 MIN_MAX_BATCH_SIZE = 8        # trainer.export.MAX_WARMUP_FACES: the warmup batch request
 MAX_TIMEOUT_MICROS = 10_000   # TF Serving's guide: 1-10 ms on CPUs
 QUEUE_SECONDS = 1.0           # the longest a full queue should take to drain
-SIGNATURE = "serving_default"
 
 
 def _warmup_rows(model_dir: str) -> dict:
@@ -51,11 +51,9 @@ def _warmup_rows(model_dir: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from trainer import export
-
     columns: dict[str, list] = {}
-    requests = [r for r in export.read_warmup_requests(model_dir)
-                if (r.model_spec.signature_name or SIGNATURE) == SIGNATURE]
+    requests = [r for r in model_format.read_warmup_requests(model_dir)
+                if (r.model_spec.signature_name or SERVING_DEFAULT) == SERVING_DEFAULT]
     singles = [r for r in requests
                if all(t.tensor_shape.dim and t.tensor_shape.dim[0].size == 1
                       for t in r.inputs.values())]
@@ -63,7 +61,7 @@ def _warmup_rows(model_dir: str) -> dict:
         for name, proto in request.inputs.items():
             columns.setdefault(name, []).append(tf.make_ndarray(proto))
     if not columns:
-        raise ValueError(f"{model_dir}: no {SIGNATURE} warmup request to time the model with")
+        raise ValueError(f"{model_dir}: no {SERVING_DEFAULT} warmup request to time the model with")
     return {name: np.concatenate(parts) for name, parts in columns.items()}
 
 
@@ -73,7 +71,7 @@ def time_signature(model_dir: str, sizes=SIZES, repeats: int = REPEATS) -> dict[
     import tensorflow as tf
 
     rows = _warmup_rows(model_dir)
-    fn = tf.saved_model.load(model_dir).signatures[SIGNATURE]
+    fn = tf.saved_model.load(model_dir).signatures[SERVING_DEFAULT]
     count = len(next(iter(rows.values())))
     timings = {}
     for size in sizes:
@@ -116,7 +114,7 @@ def describe(timings: dict[int, float], cpu: str, cpus: int) -> str:
     """The comment the Pusher puts on top of the file: what was measured, where."""
     measured = ", ".join(f"batch {size}: {seconds * 1000:.1f} ms"
                          for size, seconds in sorted(timings.items()))
-    return (f"written by the facealign Pusher from {SIGNATURE} timings on {cpu} "
+    return (f"written by the facealign Pusher from {SERVING_DEFAULT} timings on {cpu} "
             f"({cpus} CPUs)\nper call: {measured}\n"
             "rules: components/atomic_pusher/batch_timing.py; "
             "TF Serving: --enable_batching --batching_parameters_file=THIS_FILE")

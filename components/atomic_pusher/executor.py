@@ -7,17 +7,17 @@ it (a name TF Serving ignores) and then renamed, which is atomic on one
 POSIX filesystem. Object stores have no atomic rename; there the copy falls
 back to the stock behaviour (saved_model.pb written last).
 
-The pushed copy's assets.extra/facealign_metadata.json also gets the
+The pushed copy's metadata record (facealign/core/model_format.py) also gets the
 Evaluator's figures (from the blessing artifact), so a serving consumer can
 read how good the version it calls is.
 
-The pushed copy also gets assets.extra/batching_parameters.txt: TF Serving's
+The pushed copy also gets its batching parameters file: TF Serving's
 batching parameters (the text file its --batching_parameters_file flag takes),
 measured on the pushed model's serving signature on this machine
 (batch_timing.py says how and by which rules; a few seconds). TF Serving takes
 that file as a server flag, not from the version folder: start it with
-``--enable_batching --batching_parameters_file=<base>/<version>/assets.extra/
-batching_parameters.txt`` (or a copy); ``facealign serve`` takes the same flags.
+``--enable_batching --batching_parameters_file=<base>/<version>/assets.extra/<the
+file>`` (or a copy); ``facealign serve`` takes the same flags.
 A model whose signature cannot be timed (it does not load, or has no warmup
 requests) is pushed without the file, with a warning.
 """
@@ -37,24 +37,19 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-from components.atomic_pusher import batch_timing, batching_parameters, spec
+from components.atomic_pusher import batch_timing, spec
 from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE
+from facealign.core import model_format
 
 STAGING_PREFIX = ".incoming-"
-METADATA = os.path.join("assets.extra", "facealign_metadata.json")  # trainer/export.py writes it
-BATCHING = os.path.join("assets.extra", batching_parameters.FILE_NAME)
 
 
 def add_evaluation(model_dir: str, evaluation: dict | None) -> bool:
-    """Merges the evaluation into the model's metadata file; False when there is none."""
-    path = os.path.join(model_dir, METADATA)
-    if evaluation is None or not fileio.exists(path):
+    """Merges the evaluation into the model's metadata record; False when there is none."""
+    if evaluation is None or not model_format.has_metadata(model_dir):
         return False
-    with fileio.open(path, "r") as handle:
-        metadata = json.load(handle)
-    metadata["evaluation"] = evaluation
-    with fileio.open(path, "w") as handle:
-        handle.write(json.dumps(metadata, indent=1))
+    metadata = model_format.ModelMetadata.read(model_dir)
+    metadata.updated(evaluation=evaluation).write(model_dir)
     return True
 
 
@@ -69,7 +64,7 @@ def _blessing_evaluation(input_dict) -> dict | None:
 
 
 def measured_batching_parameters(model_path: str) -> str | None:
-    """The batching_parameters.txt text for the model, timed here (batch_timing.py), or
+    """The batching parameters file's text for the model, timed here (batch_timing.py), or
     None (with a warning) when its serving signature cannot be timed."""
     from trainer.precision import cpu_model
 
@@ -78,23 +73,13 @@ def measured_batching_parameters(model_path: str) -> str | None:
     except Exception as exc:
         first_line = (str(exc).splitlines() or [""])[0]
         logging.warning("no %s: the model's serving signature could not be timed (%s: %s)",
-                        BATCHING, type(exc).__name__, first_line)
+                        model_format.BATCHING_FILE, type(exc).__name__, first_line)
         return None
     cpus = os.cpu_count() or 1
     parameters = batch_timing.choose(timings, cpus)
     logging.info("batching parameters from %s: %s", timings, parameters)
-    return batching_parameters.to_text(parameters,
-                                       batch_timing.describe(timings, cpu_model(), cpus))
-
-
-def write_batching_parameters(model_dir: str, text: str | None) -> bool:
-    """Writes assets.extra/batching_parameters.txt into a model copy; False when no text."""
-    if text is None:
-        return False
-    fileio.makedirs(os.path.join(model_dir, "assets.extra"))
-    with fileio.open(os.path.join(model_dir, BATCHING), "w") as handle:
-        handle.write(text)
-    return True
+    return model_format.batching_parameters_text(
+        parameters, batch_timing.describe(timings, cpu_model(), cpus))
 
 
 def _is_local(path: str) -> bool:
@@ -114,7 +99,8 @@ def publish_atomically(model_path: str, base_directory: str, version: str,
     try:
         shutil.copytree(model_path, staging)
         add_evaluation(staging, evaluation)
-        write_batching_parameters(staging, batching)
+        if batching is not None:
+            model_format.write_batching_parameters(staging, batching)
         os.rename(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -159,7 +145,8 @@ class Executor(pusher_executor.Executor):
             serving_path = os.path.join(base, version)
             io_utils.copy_dir(model_path, serving_path, deny_regex_patterns=[r"saved_model\.pb"])
             add_evaluation(serving_path, evaluation)
-            write_batching_parameters(serving_path, batching)
+            if batching is not None:
+                model_format.write_batching_parameters(serving_path, batching)
             io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
                                os.path.join(serving_path, "saved_model.pb"))
         logging.info("Model version %s published at %s", version, serving_path)

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from facealign.core import metrics
+from facealign.core.model_format import TF_EXAMPLE  # raw tf.Examples in, as served
 from facealign.core.raw_example import parse_example
-from trainer.export import TF_EXAMPLE_SIGNATURE as SERVING_SIGNATURE  # raw tf.Examples in
 
 SERVING_INPUT = "examples"
 BATCH_SIZE = 32
@@ -62,14 +62,14 @@ def serving_landmarks(saved_model_dir: str) -> Callable[[list[bytes]], np.ndarra
         model = tf.saved_model.load(saved_model_dir)
     except (OSError, ValueError) as exc:
         raise EvaluationError(f"{saved_model_dir}: not a SavedModel ({exc})") from None
-    if SERVING_SIGNATURE not in model.signatures:
+    if TF_EXAMPLE not in model.signatures:
         raise EvaluationError(f"{saved_model_dir}: not a facealign SavedModel (no "
-                              f"{SERVING_SIGNATURE!r} signature; it has "
+                              f"{TF_EXAMPLE!r} signature; it has "
                               f"{sorted(model.signatures)})")
 
     def landmarks(batch: list[bytes]) -> np.ndarray:
         # Through `model` on every call: the loaded object owns the variables.
-        outputs = model.signatures[SERVING_SIGNATURE](**{SERVING_INPUT: tf.constant(batch)})
+        outputs = model.signatures[TF_EXAMPLE](**{SERVING_INPUT: tf.constant(batch)})
         return outputs["landmarks"].numpy()
 
     return landmarks

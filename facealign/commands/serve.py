@@ -14,6 +14,7 @@ import argparse
 import logging
 import pathlib
 
+from facealign.core import model_format
 from facealign.core.errors import UserError
 
 _TRUE, _FALSE = ("true", "1", "yes", "t"), ("false", "0", "no", "f")
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--batching_parameters_file", metavar="FILE",
                         help="TF Serving's batching parameters text file "
                              "(max_batch_size { value: 32 } ...); the Pusher writes one to "
-                             "VERSION/assets.extra/batching_parameters.txt")
+                             f"VERSION/{model_format.EXTRA_DIR}/{model_format.BATCHING_FILE}")
     parser.set_defaults(handler=run)
 
 
@@ -99,18 +100,16 @@ def run(args) -> int:
 
 def _batching(args):
     """The BatchingParameters of --enable_batching (None without it)."""
-    from serving import batching
-
     file = args.batching_parameters_file
     if not args.enable_batching:
         if file:
             raise UserError("--batching_parameters_file needs --enable_batching")
         return None
     if not file:
-        return batching.BatchingParameters()
+        return model_format.BatchingParameters()
     try:
-        return batching.read_parameters(file)
-    except batching.BatchingParametersError as exc:
+        return model_format.read_batching_parameters(file)
+    except model_format.BatchingParametersError as exc:
         raise UserError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--batching_parameters_file {file}: "
