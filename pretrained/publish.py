@@ -178,9 +178,7 @@ def measure_with_errors(model_dir: pathlib.Path, files: list[str], threshold: fl
 
 def headline(metrics: dict) -> float:
     """The Evaluator's headline NME (its blessing figure) of a report's faces."""
-    from components.landmark_evaluator.executor import headline_nme
-
-    return headline_nme(metrics["all"])
+    return metrics_lib.headline_nme(metrics["all"])
 
 
 def curve_png(metadata: dict, path: pathlib.Path) -> bool:

@@ -261,8 +261,8 @@ def test_decide(current, max_nme, baseline, blessed, words):
 
 
 def test_headline_nme_falls_back_to_box_diagonal():
-    assert executor.headline_nme({"nme_inter_ocular": 3.0, "nme_box_diagonal": 1.0}) == 3.0
-    assert executor.headline_nme({"nme_inter_ocular": None, "nme_box_diagonal": 1.0}) == 1.0
+    assert metrics.headline_nme({"nme_inter_ocular": 3.0, "nme_box_diagonal": 1.0}) == 3.0
+    assert metrics.headline_nme({"nme_inter_ocular": None, "nme_box_diagonal": 1.0}) == 1.0
 
 
 def test_component_spec_builds():

@@ -31,12 +31,6 @@ from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE, CED_FIL
 from facealign.core import metrics
 
 
-def headline_nme(summary: dict) -> float:
-    """The summary's NME of metrics.default_normalization: inter-ocular for 68 points."""
-    value = summary.get(f"nme_{metrics.INTER_OCULAR}")
-    return summary[f"nme_{metrics.BOX_DIAGONAL}"] if value is None else value
-
-
 def split_files(examples: types.Artifact, split: str) -> list[str]:
     files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
     if not files:
@@ -80,9 +74,9 @@ class Executor(base_executor.BaseExecutor):
                                       evaluation.read_examples(files))
             report["baseline"] = {"model": baselines[0].uri,
                                   "metrics": evaluation.score(base, threshold)}
-            baseline_nme = headline_nme(report["baseline"]["metrics"]["all"])
+            baseline_nme = metrics.headline_nme(report["baseline"]["metrics"]["all"])
             curves["baseline"] = evaluation.headline_errors(base)
-        nme = headline_nme(report["metrics"]["all"])
+        nme = metrics.headline_nme(report["metrics"]["all"])
         blessed, reason = decide(nme, float(exec_properties[spec.MAX_NME_KEY]), baseline_nme)
         report["blessed"], report["reason"] = blessed, reason
 

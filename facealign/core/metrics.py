@@ -141,6 +141,13 @@ def summary(predicted: np.ndarray, ground_truth: np.ndarray, threshold: float = 
     return result
 
 
+def headline_nme(record: dict) -> float:
+    """A `summary` record's headline NME (percent), the figure a blessing compares: its
+    default_normalization's, inter-ocular for 68 points, else the box diagonal's."""
+    value = record.get(f"nme_{INTER_OCULAR}")
+    return record[f"nme_{BOX_DIAGONAL}"] if value is None else value
+
+
 def plot_ced(errors_by_label: dict[str, np.ndarray], path, threshold: float = 0.08,
              title: str = "Cumulative error distribution") -> None:
     """Writes the CED curves (fraction of faces vs normalised error) as a PNG."""
