@@ -25,7 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from facealign.core import config as config_lib  # noqa: E402
-from pretrained.publish import held_out_examples, measure  # noqa: E402
+from pipeline.publish import held_out_examples, measure  # noqa: E402
 from trainer import precision as precision_choice  # noqa: E402
 from trainer import warm_start  # noqa: E402
 

@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "facealign.commands.predict",
     "facealign.commands.track",
     "facealign.commands.export",
+    "facealign.commands.publish",
 )
 
 

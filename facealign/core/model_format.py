@@ -161,7 +161,7 @@ class ModelMetadata(_Record):
     validation_curve: list[CurvePoint] | None = None
     training_data: list[str] | None = None
     config: dict[str, Any] | None = None        # the trainer's sections of pipeline.yaml
-    # the Pusher (components/atomic_pusher), pretrained/publish.py
+    # the Pusher (components/atomic_pusher), pipeline/publish.py
     evaluation: dict[str, Any] | None = None    # the Evaluator's figures on held-out faces
 
     @pydantic.model_validator(mode="before")
