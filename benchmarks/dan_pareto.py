@@ -229,7 +229,7 @@ def export_tflite(saved_model: str, out: str, quantize: str, calibration_faces: 
 
 def saved_models(widths, stage_counts, trained: dict, checked: dict, scratch: str) -> dict:
     """{(width, stages): (SavedModel, weights description)} for every architecture."""
-    from serving import fixtures
+    from tests import model_fixtures
     from trainer import warm_start
 
     mean_shape = None
@@ -249,7 +249,7 @@ def saved_models(widths, stage_counts, trained: dict, checked: dict, scratch: st
                 found[(width, stages)] = (where, f"trained: {name}, {kept} of {total}")
                 continue
             if mean_shape is None:
-                mean_shape = fixtures.afw_mean_shape(SHARED)
+                mean_shape = model_fixtures.afw_mean_shape(SHARED)
             print(f"dan_pareto: width {width}, {stages} stage(s), random weights", flush=True)
             found[(width, stages)] = (export_random_dan(where, width, stages, mean_shape),
                                       "random (speed only)")

@@ -112,10 +112,10 @@ def find_model(given: str | None, tmp: str) -> tuple[pathlib.Path, str]:
         versions = numeric_versions(base)
         if versions:
             return versions[max(versions)], "newest under serving_models"
-    from serving import fixtures
+    from tests import model_fixtures
 
-    _, path = fixtures.export_tiny_dan(pathlib.Path(tmp) / "tiny" / "1",
-                                       fixtures.afw_mean_shape(REPO.parent / "shared" / "data"))
+    mean_shape = model_fixtures.afw_mean_shape(REPO.parent / "shared" / "data")
+    _, path = model_fixtures.export_tiny_dan(pathlib.Path(tmp) / "tiny" / "1", mean_shape)
     return pathlib.Path(path), "tiny untrained DAN (not the real model's speed)"
 
 

@@ -13,7 +13,8 @@ import pytest
 import facealign
 from facealign.core import metrics
 from facealign.core.data.pts import read_pts
-from serving import fixtures, server
+from serving import server
+from tests import model_fixtures
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BASE = REPO / "pretrained" / "dan-300w"
@@ -115,7 +116,7 @@ def test_bad_inputs_raise_errors_naming_them(aligner, photo, tmp_path):
 
 def test_a_rest_url_gives_what_the_folder_gives(shared_data, photo, tmp_path):
     path, box, _ = photo
-    fixtures.export_tiny_dan(tmp_path / "4", fixtures.afw_mean_shape(shared_data))
+    model_fixtures.export_tiny_dan(tmp_path / "4", model_fixtures.afw_mean_shape(shared_data))
     with server.LocalServer(tmp_path, "tiny", "127.0.0.1", 0, warmup=False) as local:
         remote = facealign.load(local.model_url)
         (over_rest,) = remote.align(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), box)

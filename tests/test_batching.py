@@ -20,8 +20,9 @@ import tensorflow as tf
 from facealign import cli
 from facealign.core import model_format
 from facealign.core.model_format import SERVING_DEFAULT, BatchingParameters
-from serving import batching, fixtures, server, versions
+from serving import batching, server, versions
 from serving.rest import RequestError
+from tests import model_fixtures
 from tests.rest_calls import call
 
 NAME = "facealign"
@@ -41,7 +42,7 @@ def faces(shared_data):
 @pytest.fixture(scope="module")
 def base(shared_data, faces, tmp_path_factory):
     folder = tmp_path_factory.mktemp("batching-models")
-    fixtures.export_tiny_dan(folder / "1", fixtures.afw_mean_shape(shared_data),
+    model_fixtures.export_tiny_dan(folder / "1", model_fixtures.afw_mean_shape(shared_data),
                              warmup_faces=faces[:2])
     return folder
 

@@ -13,9 +13,9 @@ from test_input_checks import CASES
 import facealign
 from facealign import cli
 from facealign.core.config import DanConfig, ModelSection
-from serving import fixtures
 from serving.canonical_model import CanonicalModel
 from serving.errors import ModelError
+from tests import model_fixtures
 
 FAST = "pretrained/dan-300w-fast"
 
@@ -29,10 +29,10 @@ def run(args, capsys):
 def exports(shared_data, tmp_path_factory):
     """A tiny 2-stage DAN as a SavedModel, a float32 .tflite and an .onnx of it."""
     folder = tmp_path_factory.mktemp("canonical")
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     config = ModelSection(name="dan", dan=DanConfig(stages=2, base_filters=4, fc_units=16,
                                                     dropout=0.0))
-    _, saved = fixtures.export_tiny_dan(
+    _, saved = model_fixtures.export_tiny_dan(
         folder / "tiny", s0, metadata={"config": {"model": config.model_dump(mode="json")}})
     files = {"saved_model": saved}
     for kind in ("tflite", "onnx"):

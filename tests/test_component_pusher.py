@@ -246,7 +246,7 @@ def push_real_model(tmp_path: pathlib.Path, shared_data) -> tuple[pathlib.Path, 
     AFW faces (boxes from boxes/afw.csv) as its warmup requests."""
     import csv
 
-    from serving import fixtures
+    from tests import model_fixtures
 
     root = shared_data / "300w"
     with open(root / "boxes" / "afw.csv") as handle:
@@ -254,7 +254,7 @@ def push_real_model(tmp_path: pathlib.Path, shared_data) -> tuple[pathlib.Path, 
     faces = [((root / r["image"]).read_bytes(), [float(r[k]) for k in ("x0", "y0", "x1", "y1")])
              for r in rows]
     model_path = tmp_path / "model" / "Format-Serving"
-    fixtures.export_tiny_dan(model_path, fixtures.afw_mean_shape(shared_data),
+    model_fixtures.export_tiny_dan(model_path, model_fixtures.afw_mean_shape(shared_data),
                              warmup_faces=faces)
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "model")

@@ -12,7 +12,7 @@ from facealign.core import landmarks68, model_format
 from facealign.core.canonical import mirror_points
 from facealign.core.config import AanConfig, ModelSection
 from facealign.core.data import read_dataset
-from serving import fixtures
+from tests import model_fixtures
 from trainer import export, litert_export, warm_start
 from trainer.flip_average import MirrorMean, MirrorPair, flip_averaged, mirror_permutation_for
 
@@ -22,7 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def s0(shared_data):
-    return fixtures.afw_mean_shape(shared_data)
+    return model_fixtures.afw_mean_shape(shared_data)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_mirror_mean_of_an_exact_mirror_answer_is_that_answer():
 
 
 def test_averaged_model_is_the_mean_of_both_answers_on_real_faces(s0, crops):
-    _, view = fixtures.tiny_aan(s0, AAN.aan)
+    _, view = model_fixtures.tiny_aan(s0, AAN.aan)
     plain = view(tf.constant(crops))["landmarks"].numpy()
     on_mirror = view(tf.constant(crops[:, :, ::-1].copy()))["landmarks"].numpy()
     assert np.abs(unmirror(on_mirror) - plain).max() > 0.1   # not equivariant by itself
@@ -79,7 +79,7 @@ def test_averaged_model_is_the_mean_of_both_answers_on_real_faces(s0, crops):
 
 def test_averaged_model_is_mirror_equivariant(s0, crops):
     """Round trip: the answer on a mirrored face is the mirror of the answer on the face."""
-    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=4)
+    _, view = model_fixtures.tiny_aan(s0, AAN.aan, seed=4)
     averaged = flip_averaged(view)
     on_face = averaged(tf.constant(crops))["landmarks"].numpy()
     on_mirror = averaged(tf.constant(crops[:, :, ::-1].copy()))["landmarks"].numpy()
@@ -94,7 +94,7 @@ def test_markups_without_a_mirror_permutation_are_refused_by_key():
 def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
     """The served signature averages; rebuilt from metadata the view averages too; its
     weights warm-start a plain model and the averaged export of those answers the same."""
-    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=5)
+    _, view = model_fixtures.tiny_aan(s0, AAN.aan, seed=5)
     served = warm_start.exported_view(view, AAN)
     folder = tmp_path / "flip"
     export.export_saved_model(served, s0, str(folder), metadata={
@@ -110,7 +110,7 @@ def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
                                served(tf.constant(crops))["landmarks"].numpy(), atol=5e-3)
 
     plain_cfg = AAN.model_copy(update={"flip_average": False})
-    fresh, fresh_view = fixtures.tiny_aan(s0, plain_cfg.aan, seed=6)
+    fresh, fresh_view = model_fixtures.tiny_aan(s0, plain_cfg.aan, seed=6)
     warm_start.load_weights(fresh, fresh_view, str(folder),
                             plain_cfg.model_dump(mode="json"), s0)
     np.testing.assert_allclose(fresh_view(tf.constant(crops))["landmarks"].numpy(),
@@ -121,7 +121,7 @@ def test_export_rebuild_and_warm_start_keep_the_averaging(s0, crops, tmp_path):
 @pytest.fixture(scope="module")
 def averaged_export(s0, tmp_path_factory):
     """(the served Keras model, its SavedModel folder) of a random flip-averaged AAN."""
-    _, view = fixtures.tiny_aan(s0, AAN.aan, seed=7)
+    _, view = model_fixtures.tiny_aan(s0, AAN.aan, seed=7)
     served = warm_start.exported_view(view, AAN)
     folder = tmp_path_factory.mktemp("averaged") / "flip"
     export.export_saved_model(served, s0, str(folder), metadata={

@@ -18,7 +18,8 @@ import tensorflow as tf
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
 from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, TF_EXAMPLE
-from serving import fixtures, rest, server, versions
+from serving import rest, server, versions
+from tests import model_fixtures
 from tests.rest_calls import call
 from trainer import export
 
@@ -70,7 +71,7 @@ def photo(shared_data):
 def exported(shared_data, tmp_path_factory):
     """(base folder, version 1's loaded SavedModel) of a tiny real DAN."""
     base = tmp_path_factory.mktemp("checked-models")
-    fixtures.export_tiny_dan(base / "1", fixtures.afw_mean_shape(shared_data))
+    model_fixtures.export_tiny_dan(base / "1", model_fixtures.afw_mean_shape(shared_data))
     return base, tf.saved_model.load(str(base / "1"))
 
 
@@ -185,7 +186,7 @@ def nan_on_black_dan(mean_shape) -> keras.Model:
         offset = tf.math.log(brightness) - tf.math.log(brightness)
         return tf.constant(shape)[None] + offset[:, None, None]
 
-    image = keras.Input((fixtures.SIZE, fixtures.SIZE, 1), dtype="uint8", name="image")
+    image = keras.Input((model_fixtures.SIZE, model_fixtures.SIZE, 1), dtype="uint8", name="image")
     first = keras.layers.Lambda(
         lambda x: tf.tile(tf.constant(shape)[None], [tf.shape(x)[0], 1, 1]),
         output_shape=shape.shape, name="s1")(image)
@@ -194,7 +195,7 @@ def nan_on_black_dan(mean_shape) -> keras.Model:
 
 
 def test_no_answer_carries_nan(shared_data, photo, tmp_path):
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     path = str(tmp_path / "1")
     export.export_saved_model(nan_on_black_dan(s0), s0, path)
     loaded = tf.saved_model.load(path)
@@ -205,7 +206,7 @@ def test_no_answer_carries_nan(shared_data, photo, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         default(loaded, [photo, (black, [50, 50, 150, 150])])
     assert rest.tf_error_summary(info.value.message) == message
-    crops = np.full((2, fixtures.SIZE, fixtures.SIZE, 1), 128, np.uint8)
+    crops = np.full((2, model_fixtures.SIZE, model_fixtures.SIZE, 1), 128, np.uint8)
     crops[1] = 0
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         loaded.signatures[PREDICT_CANONICAL](image=tf.constant(crops))

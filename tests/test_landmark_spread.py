@@ -1,7 +1,7 @@
 """`landmark_spread`, the per-landmark confidence of the exported signatures: each point's
 distance between the last two stages over S0's box diagonal (stage_spread is its mean; zeros
 for the one-stage AAN), in all three signatures, the metadata, the REST answers and the
-clients; and models exported before it (serving.fixtures.export_legacy_aan) keep working
+clients; and models exported before it (model_fixtures.export_legacy_aan) keep working
 everywhere."""
 import base64
 import csv
@@ -16,11 +16,12 @@ from facealign.core import examples as names
 from facealign.core import model_format
 from facealign.core.config import AanConfig
 from facealign.core.model_format import PREDICT_CANONICAL, SERVING_DEFAULT, SIGNATURES, TF_EXAMPLE
-from serving import client, fixtures, server
+from serving import client, server
+from tests import model_fixtures
 from trainer import export
 from trainer.aan_model import build_aan_model, inference_model
 
-SIZE = fixtures.SIZE
+SIZE = model_fixtures.SIZE
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def faces(shared_data):
 def dan(shared_data, tmp_path_factory):
     """(S0, keras model, base folder, loaded version 1) of a tiny real 2-stage DAN."""
     base = tmp_path_factory.mktemp("spread-models")
-    s0 = fixtures.afw_mean_shape(shared_data)
-    model, path = fixtures.export_tiny_dan(base / "1", s0)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
+    model, path = model_fixtures.export_tiny_dan(base / "1", s0)
     return s0, model, base, tf.saved_model.load(path)
 
 
@@ -94,7 +95,7 @@ def test_landmark_spread_is_each_points_move_between_the_last_two_stages(dan):
 
 
 def test_a_one_stage_aan_gives_zeros(shared_data, faces, tmp_path):
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     flat = np.full((SIZE, SIZE), 120.0, np.float32)
     aan = inference_model(build_aan_model(s0, flat, flat / 2,
                                           AanConfig(base_filters=2, embedding_dim=8)))
@@ -176,7 +177,7 @@ def old_model(shared_data, tmp_path_factory):
     input checks (a published model exported again by the current exporter, as publish.py
     --re-export does, has both)."""
     base = tmp_path_factory.mktemp("legacy")
-    fixtures.export_legacy_aan(base / "1", fixtures.afw_mean_shape(shared_data))
+    model_fixtures.export_legacy_aan(base / "1", model_fixtures.afw_mean_shape(shared_data))
     return base
 
 

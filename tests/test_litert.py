@@ -14,8 +14,8 @@ from facealign.core import crop, model_format
 from facealign.core.config import AanConfig, DanConfig, ModelSection
 from facealign.core.data import read_dataset
 from facealign.core.model_format import SERVING_DEFAULT
-from serving import fixtures
 from serving.litert import LiteRTModel
+from tests import model_fixtures
 from trainer import export, litert_export
 from trainer.dan_layers import ImageTransform
 
@@ -124,10 +124,10 @@ def test_dan_tflite_answers_as_the_saved_model(dan_tflite, helen_crops):
 
 def test_int8_and_float16_of_a_tiny_dan(shared_data, tmp_path, capsys):
     """int8: the conv/dense stacks quantised on real calibration crops, the geometry float."""
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     config = ModelSection(name="dan", dan=DanConfig(stages=2, base_filters=4, fc_units=16,
                                                     dropout=0.0))
-    keras_model, path = fixtures.export_tiny_dan(
+    keras_model, path = model_fixtures.export_tiny_dan(
         tmp_path / "tiny", s0, metadata={"config": {"model": config.model_dump(mode="json")}})
     afw = shared_data / "300w" / "afw"
     records, _ = read_dataset(afw, boxes=[shared_data / "300w" / "boxes" / "afw.csv"])
@@ -161,10 +161,10 @@ def test_onnx_of_a_tiny_dan(shared_data, tmp_path, capsys):
     """ONNX through tf2onnx with the builtin warp, run by onnxruntime."""
     import onnxruntime
 
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     config = ModelSection(name="dan", dan=DanConfig(stages=2, base_filters=4, fc_units=16,
                                                     dropout=0.0))
-    keras_model, path = fixtures.export_tiny_dan(
+    keras_model, path = model_fixtures.export_tiny_dan(
         tmp_path / "tiny", s0, metadata={"config": {"model": config.model_dump(mode="json")}})
     out = tmp_path / "tiny.onnx"
     code, printed = run(["export", "--model", path, "--format", "onnx", "--out", out], capsys)
@@ -187,9 +187,9 @@ def test_onnx_of_a_tiny_dan(shared_data, tmp_path, capsys):
 
 def test_aan_round_trip(shared_data, tmp_path):
     """An AAN (cosine embedding, sigmoid attention) through the export, rebuilt from metadata."""
-    s0 = fixtures.afw_mean_shape(shared_data)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
     config = ModelSection(name="aan", aan=AanConfig(base_filters=4, embedding_dim=16))
-    _, model = fixtures.tiny_aan(s0, config.aan)
+    _, model = model_fixtures.tiny_aan(s0, config.aan)
     export.export_saved_model(model, s0, str(tmp_path / "aan"), metadata={
         "model": "aan", "config": {"model": config.model_dump(mode="json")}})
     summary = litert_export.export_tflite(tmp_path / "aan", tmp_path / "aan.tflite")

@@ -9,15 +9,16 @@ import pytest
 from facealign import cli
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
-from serving import detector, fixtures
+from serving import detector
+from tests import model_fixtures
 
 
 @pytest.fixture(scope="module")
 def models(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-models")
-    s0 = fixtures.afw_mean_shape(shared_data)
-    _, dan = fixtures.export_tiny_dan(tmp / "dan", s0)
-    _, centroid = fixtures.export_centroid_model(tmp / "centroid", s0)
+    s0 = model_fixtures.afw_mean_shape(shared_data)
+    _, dan = model_fixtures.export_tiny_dan(tmp / "dan", s0)
+    _, centroid = model_fixtures.export_centroid_model(tmp / "centroid", s0)
     return {"dan": dan, "centroid": centroid}
 
 

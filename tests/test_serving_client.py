@@ -14,7 +14,8 @@ from facealign import cli
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
 from facealign.core.model_format import SERVING_DEFAULT
-from serving import client, fixtures, rest, server
+from serving import client, rest, server
+from tests import model_fixtures
 
 NAME = "dan"
 
@@ -32,7 +33,7 @@ def faces(shared_data):
 @pytest.fixture(scope="module")
 def running(shared_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("client-models")
-    fixtures.export_tiny_dan(base / "3", fixtures.afw_mean_shape(shared_data))
+    model_fixtures.export_tiny_dan(base / "3", model_fixtures.afw_mean_shape(shared_data))
     local = server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=5).start()
     yield local, tf.saved_model.load(str(base / "3")).signatures[SERVING_DEFAULT]
     local.stop()

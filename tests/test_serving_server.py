@@ -15,7 +15,8 @@ import tensorflow as tf
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
 from facealign.core.model_format import SERVING_DEFAULT
-from serving import fixtures, rest, server
+from serving import rest, server
+from tests import model_fixtures
 from tests.rest_calls import call
 
 NAME = "facealign"
@@ -31,8 +32,8 @@ def face(shared_data):
 @pytest.fixture(scope="module")
 def running(shared_data, face, tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
-    s0 = fixtures.afw_mean_shape(shared_data)
-    fixtures.export_tiny_dan(base / "1", s0, warmup_faces=[face])
+    s0 = model_fixtures.afw_mean_shape(shared_data)
+    model_fixtures.export_tiny_dan(base / "1", s0, warmup_faces=[face])
     local = server.LocalServer(base, NAME, "127.0.0.1", 0, poll_seconds=0.2).start()
     yield local, base
     local.stop()

@@ -6,9 +6,10 @@ import pytest
 
 from facealign.core import geometry
 from facealign.core.data.pts import read_pts
-from serving import fixtures, tracking
+from serving import tracking
 from serving.aligner import Aligner
 from serving.model import open_model
+from tests import model_fixtures
 
 FACE = "300w/afw/1051618982_1.jpg"
 
@@ -60,7 +61,7 @@ def moving_face(shared_data, frames: int, step=(5, -2)):
 @pytest.fixture(scope="module")
 def centroid(shared_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("tracking") / "centroid"
-    fixtures.export_centroid_model(path, fixtures.afw_mean_shape(shared_data))
+    model_fixtures.export_centroid_model(path, model_fixtures.afw_mean_shape(shared_data))
     return open_model(path)
 
 
