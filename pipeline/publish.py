@@ -19,7 +19,7 @@ import json
 import pathlib
 import shutil
 
-from components.atomic_pusher.executor import add_evaluation, measured_batching_parameters
+from components.atomic_pusher.push import add_evaluation, measured_batching_parameters
 from facealign.core import config as config_lib
 from facealign.core import metrics as metrics_lib
 from facealign.core import model_card, model_format

@@ -255,7 +255,7 @@ def test_missing_split_is_a_clear_error(setup, tmp_path):
     (12.0, 10.0, 20.0, False, "above the threshold"),
 ])
 def test_decide(current, max_nme, baseline, blessed, words):
-    ok, reason = executor.decide(current, max_nme, baseline)
+    ok, reason = evaluation.decide(current, max_nme, baseline)
     assert ok is blessed
     assert words in reason
 

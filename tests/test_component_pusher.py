@@ -11,7 +11,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.atomic_pusher import executor
+from components.atomic_pusher import executor, push
 from components.atomic_pusher.component import AtomicPusher
 from facealign.core import model_format
 from facealign.core.model_format import ModelMetadata
@@ -42,7 +42,7 @@ def tree(folder: pathlib.Path) -> dict[str, bytes]:
 def test_publish_copies_to_the_version_folder_without_leftovers(tmp_path):
     model = fake_saved_model(tmp_path / "model")
     base = tmp_path / "serving" / "facealign"
-    target = executor.publish_atomically(str(model), str(base), "1700000000")
+    target = push.publish_atomically(str(model), str(base), "1700000000")
     assert target == str(base / "1700000000")
     assert tree(base / "1700000000") == tree(model)
     assert os.listdir(base) == ["1700000000"]  # no staging folder left behind
@@ -63,13 +63,13 @@ def test_no_version_folder_is_visible_during_the_copy(tmp_path, monkeypatch):
         seen["dst"] = dst
         return result
 
-    monkeypatch.setattr(executor.shutil, "copytree", copytree_and_look)
-    executor.publish_atomically(str(model), str(base), "2")
+    monkeypatch.setattr(push.shutil, "copytree", copytree_and_look)
+    push.publish_atomically(str(model), str(base), "2")
     assert [name for name in seen["before"] if name.isdigit()] == ["1"]
     numeric = [name for name in seen["during"] if name.isdigit()]
     assert numeric == ["1"]  # the copy is complete, yet version 2 is not there
     staging = pathlib.Path(seen["dst"])
-    assert staging.parent == base and staging.name.startswith(executor.STAGING_PREFIX)
+    assert staging.parent == base and staging.name.startswith(push.STAGING_PREFIX)
     assert sorted(os.listdir(base)) == ["1", "2"]
     assert tree(base / "2") == tree(model)
 
@@ -83,9 +83,9 @@ def test_failed_copy_leaves_nothing(tmp_path, monkeypatch):
         real_copytree(src, dst, *args, **kwargs)
         raise OSError("disk full")
 
-    monkeypatch.setattr(executor.shutil, "copytree", copytree_then_fail)
+    monkeypatch.setattr(push.shutil, "copytree", copytree_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        executor.publish_atomically(str(model), str(base), "3")
+        push.publish_atomically(str(model), str(base), "3")
     assert os.listdir(base) == []
 
 
@@ -95,7 +95,7 @@ def test_existing_version_is_refused(tmp_path):
     (base / "5").mkdir(parents=True)
     (base / "5" / "saved_model.pb").write_bytes(b"old")
     with pytest.raises(FileExistsError, match="5 already exists"):
-        executor.publish_atomically(str(model), str(base), "5")
+        push.publish_atomically(str(model), str(base), "5")
     assert (base / "5" / "saved_model.pb").read_bytes() == b"old"
     assert os.listdir(base) == ["5"]
 
@@ -104,29 +104,29 @@ def test_existing_version_is_refused(tmp_path):
 
 def test_next_version_is_unix_time_on_an_empty_base(tmp_path):
     before = int(time.time())
-    version = int(executor.next_version(str(tmp_path / "missing")))
+    version = int(push.next_version(str(tmp_path / "missing")))
     assert before <= version <= int(time.time())
 
 
 def test_next_version_bumps_past_existing_versions(tmp_path):
     base = tmp_path / "serving"
     future = int(time.time()) + 10_000
-    for name in ("1", str(future), f"{executor.STAGING_PREFIX}{future + 50}-1", "notes"):
+    for name in ("1", str(future), f"{push.STAGING_PREFIX}{future + 50}-1", "notes"):
         (base / name).mkdir(parents=True)
-    assert executor.next_version(str(base)) == str(future + 1)
+    assert push.next_version(str(base)) == str(future + 1)
     (base / "1").rmdir()
     (base / str(future)).rmdir()
     (base / "3").mkdir()
-    assert int(executor.next_version(str(base))) >= int(time.time()) - 1
+    assert int(push.next_version(str(base))) >= int(time.time()) - 1
 
 
 def test_next_version_on_an_object_store_listing(monkeypatch):
     """fileio.listdir on GCS/S3 gives folder names with a trailing slash."""
     future = int(time.time()) + 10_000
-    monkeypatch.setattr(executor.fileio, "exists", lambda path: True)
-    monkeypatch.setattr(executor.fileio, "listdir",
+    monkeypatch.setattr(push.fileio, "exists", lambda path: True)
+    monkeypatch.setattr(push.fileio, "listdir",
                         lambda path: [f"{future}/", "1/", "notes.txt"])
-    assert executor.next_version("gs://bucket/models/facealign") == str(future + 1)
+    assert push.next_version("gs://bucket/models/facealign") == str(future + 1)
 
 
 # --- the executor ------------------------------------------------------------------------------

@@ -122,3 +122,7 @@ def test_importing_the_format_does_not_import_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
             "assert 'keras' not in sys.modules, 'keras was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_what_an_export_rewrites_are_fields_of_the_record():
+    assert set(model_format.REWRITTEN_BY_EXPORT) <= set(model_format.ModelMetadata.model_fields)

@@ -232,12 +232,6 @@ def exported_view(view: keras.Model, model_cfg) -> keras.Model:
     return flip_average.flip_averaged(view) if model_cfg.flip_average else view
 
 
-# What the exporter writes itself; exporting again keeps the rest of the metadata.
-EXPORTER_KEYS = ("num_landmarks", "image_size", "metadata_format", "stages", "exported_at",
-                 "tensorflow_version", "keras_version", "signatures", "box_format",
-                 "warmup_requests", "mean_shape", "evaluation")
-
-
 def export_again(path, out: str, warmup_faces=None, flip_average: bool | None = None,
                  stages: int | None = None) -> str:
     """Exports an exported model again with this checkout's exporter (its current serving graph),
@@ -247,7 +241,7 @@ def export_again(path, out: str, warmup_faces=None, flip_average: bool | None = 
     stages only (recorded as model.dan.stages); None keeps them all."""
     _, view, _, metadata = rebuild(path, precision=None, flip_average=flip_average,
                                    stages=stages)
-    kept = {k: v for k, v in metadata.items() if k not in EXPORTER_KEYS}
+    kept = {k: v for k, v in metadata.items() if k not in model_format.REWRITTEN_BY_EXPORT}
     model = dict(metadata["config"]["model"])
     if flip_average is not None:
         model["flip_average"] = flip_average

@@ -122,3 +122,13 @@ def headline_errors(predictions: Predictions) -> np.ndarray:
     """Per-face errors for CED plots: inter-ocular for 68 points, else box diagonal."""
     normalization = metrics.default_normalization(predictions.ground_truth.shape[1])
     return metrics.face_errors(predictions.predicted, predictions.ground_truth, normalization)
+
+
+def decide(current: float, max_nme: float, baseline: float | None) -> tuple[bool, str]:
+    """(blessed, reason): the headline NME at most max_nme and not worse than the baseline's."""
+    if not current <= max_nme:  # also refuses NaN
+        return False, f"NME {current:.3f}% is above the threshold {max_nme:.3f}%"
+    if baseline is not None and current > baseline:
+        return False, f"NME {current:.3f}% is worse than the blessed baseline's {baseline:.3f}%"
+    against = "" if baseline is None else f", baseline {baseline:.3f}%"
+    return True, f"NME {current:.3f}% <= {max_nme:.3f}%{against}"

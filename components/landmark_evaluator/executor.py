@@ -38,15 +38,6 @@ def split_files(examples: types.Artifact, split: str) -> list[str]:
     return sorted(files)
 
 
-def decide(current: float, max_nme: float, baseline: float | None) -> tuple[bool, str]:
-    if not current <= max_nme:  # also refuses NaN
-        return False, f"NME {current:.3f}% is above the threshold {max_nme:.3f}%"
-    if baseline is not None and current > baseline:
-        return False, f"NME {current:.3f}% is worse than the blessed baseline's {baseline:.3f}%"
-    against = "" if baseline is None else f", baseline {baseline:.3f}%"
-    return True, f"NME {current:.3f}% <= {max_nme:.3f}%{against}"
-
-
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
@@ -77,7 +68,8 @@ class Executor(base_executor.BaseExecutor):
             baseline_nme = metrics.headline_nme(report["baseline"]["metrics"]["all"])
             curves["baseline"] = evaluation.headline_errors(base)
         nme = metrics.headline_nme(report["metrics"]["all"])
-        blessed, reason = decide(nme, float(exec_properties[spec.MAX_NME_KEY]), baseline_nme)
+        blessed, reason = evaluation.decide(nme, float(exec_properties[spec.MAX_NME_KEY]),
+                                            baseline_nme)
         report["blessed"], report["reason"] = blessed, reason
 
         io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),

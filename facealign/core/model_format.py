@@ -124,6 +124,13 @@ class CurvePoint(_Record):
     nme_inter_ocular: float | None = None
 
 
+# The fields an export writes afresh (the exporter's block) or makes stale (the evaluation of
+# the graph it replaces); exporting a model again keeps the rest of its metadata.
+REWRITTEN_BY_EXPORT = ("num_landmarks", "image_size", "metadata_format", "stages", "exported_at",
+                       "tensorflow_version", "keras_version", "signatures", "box_format",
+                       "warmup_requests", "mean_shape", "evaluation")
+
+
 class ModelMetadata(_Record):
     """assets.extra/facealign_metadata.json: what turns the SavedModel into a face aligner
     (S0 and the crop size) and where it came from.
