@@ -163,6 +163,42 @@ def frame_of(root: pathlib.Path) -> dict:
     return json.loads(frames[-1].read_text()) if frames else {}
 
 
+def _reexport_flipped(cfg, version: pathlib.Path, staged: pathlib.Path, flip: bool,
+                      report: dict) -> dict:
+    """The version exported again into `staged` with model.flip_average `flip`, scored again
+    as the Evaluator scores (with a CED of both graphs): the report of that served graph."""
+    root, threshold = cfg.resolve(cfg.pipeline.root), cfg.evaluator.failure_threshold
+    shutil.rmtree(staged, ignore_errors=True)
+    change = reexport(version, staged / version.name, root, flip)
+    faces = held_out_examples(root)
+    measured, errors = measure_with_errors(staged / version.name, faces, threshold)
+    label = "flip-averaged" if flip else "plain"
+    metrics_lib.plot_ced({f"{version.name} served ({label})": errors,
+                          f"{version.name} as pushed": measure_with_errors(
+                              version, faces, threshold)[1]},
+                         staged / "ced.png", threshold, title=f"{cfg.serving.model_name}")
+    print(f"publish: re-exported with model.flip_average {flip}: landmarks moved at most "
+          f"{change:.3f} px on the warmup requests; {headline(measured):.3f}% (the "
+          f"Evaluator's {headline(report['metrics']):.3f}% as pushed)")
+    return {**report, "metrics": measured, "reason": (
+        f"{report['reason']} as pushed; served with model.flip_average {flip}, scored "
+        f"again here through {model_format.TF_EXAMPLE}: NME {headline(measured):.3f}%")}
+
+
+def _provenance(cfg, version: pathlib.Path, report: dict, resaved: bool, re_export: bool,
+                flip: bool | None, warmup: int) -> str:
+    """The card's sentence on where the published copy came from and what was done to it."""
+    return (f"Pushed by the pipeline as version {version.name} of "
+            f"`{cfg.serving.model_name}` (blessing: {report['reason']})"
+            + ("; re-saved here with each weight once (it was pushed by the exporter "
+               "that stored every weight twice), answering exactly as pushed" if resaved else "")
+            + ("; exported again here by this checkout's exporter (the in-graph input "
+               "checks and `landmark_spread`), its weights unchanged" if re_export else "")
+            + (f" with `model.flip_average: {str(flip).lower()}`; the evaluation below "
+               "is of that served graph" if flip is not None else "")
+            + f". {warmup} warmup requests (real held-out faces).")
+
+
 def publish(cfg: config_lib.Config, config_path: str, out, version: str | None = None,
             note: str = "", min_improvement: float = 0.03, re_export: bool = False
             ) -> pathlib.Path:
@@ -189,21 +225,7 @@ def publish(cfg: config_lib.Config, config_path: str, out, version: str | None =
     staged = out.parent / f".{out.name}.staged"
     threshold = cfg.evaluator.failure_threshold
     if flip is not None:
-        shutil.rmtree(staged, ignore_errors=True)
-        change = reexport(version, staged / version.name, root, flip)
-        faces = held_out_examples(root)
-        measured, errors = measure_with_errors(staged / version.name, faces, threshold)
-        label = "flip-averaged" if flip else "plain"
-        metrics_lib.plot_ced({f"{version.name} served ({label})": errors,
-                              f"{version.name} as pushed": measure_with_errors(
-                                  version, faces, threshold)[1]},
-                             staged / "ced.png", threshold, title=f"{cfg.serving.model_name}")
-        print(f"publish: re-exported with model.flip_average {flip}: landmarks moved at most "
-              f"{change:.3f} px on the warmup requests; {headline(measured):.3f}% (the "
-              f"Evaluator's {headline(report['metrics']):.3f}% as pushed)")
-        report = {**report, "metrics": measured, "reason": (
-            f"{report['reason']} as pushed; served with model.flip_average {flip}, scored "
-            f"again here through serving_tf_example: NME {headline(measured):.3f}%")}
+        report = _reexport_flipped(cfg, version, staged, flip, report)
     ours = headline(report["metrics"])
     published = [p for p in out.iterdir() if p.name.isdigit()] if out.exists() else []
     if published:
@@ -243,17 +265,7 @@ def publish(cfg: config_lib.Config, config_path: str, out, version: str | None =
     shutil.rmtree(staged, ignore_errors=True)
     metadata = ModelMetadata.read(out / version.name).to_dict()
     model_card.training_curve_png(metadata, out / "training_curve.png")
-    provenance = (f"Pushed by the pipeline as version {version.name} of "
-                  f"`{cfg.serving.model_name}` (blessing: {report['reason']})"
-                  + ("; re-saved here with each weight once (it was pushed by the exporter "
-                     "that stored every weight twice), answering exactly as pushed" if resaved
-                     else "")
-                  + ("; exported again here by this checkout's exporter (the in-graph input "
-                     "checks and `landmark_spread`), its weights unchanged" if re_export
-                     else "")
-                  + (f" with `model.flip_average: {str(flip).lower()}`; the evaluation below "
-                     "is of that served graph" if flip is not None else "")
-                  + f". {warmup} warmup requests (real held-out faces).")
+    provenance = _provenance(cfg, version, report, resaved, re_export, flip, warmup)
     (out / "MODEL_CARD.md").write_text(model_card.card(
         out.name, out / version.name, metadata, report, frame_of(root), config_path, provenance,
         note))
