@@ -8,7 +8,7 @@ COMPAT_WHEELS := build/compat-wheels
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 COMPAT := $(wildcard compat/glibc239/*.py compat/glibc239/shim.*)
 
-.PHONY: setup demo lint test test-fast clean mariadb peers
+.PHONY: setup demo lint test test-fast clean mariadb peers browser
 
 setup: $(STAMP)
 
@@ -32,7 +32,7 @@ lint: setup
 # pipeline runs are mostly one busy Python thread, so the suite takes about half as long
 # on 2 cores (42 -> 21 min, Zen 3). --durations: the slowest tests, to keep CI (install
 # included) under 30 min.
-test: setup mariadb peers
+test: setup mariadb peers browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # The quick part, for iterating: no pipeline runs, nothing marked slow.
@@ -46,6 +46,23 @@ peers: $(PEERS_STAMP)
 
 $(PEERS_STAMP): $(STAMP)
 	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -e '.[peers]'
+	@touch $@
+
+# A real browser for tests/test_browser.py (the try-it page of `facealign serve` and the run
+# report): Debian's chromium and chromium-driver, installed with apt (as root, else with sudo)
+# when /usr/bin/chromedriver is missing, and Selenium (setup.py's "browser" extra), which is
+# given the driver's path (Selenium Manager would download a browser: no internet here).
+BROWSER_STAMP := $(VENV)/.facealign-browser
+browser: $(BROWSER_STAMP)
+	@test -x /usr/bin/chromedriver || { \
+	  echo "facealign: installing chromium and chromium-driver (for tests/test_browser.py)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium chromium-driver; }
+
+$(BROWSER_STAMP): $(STAMP)
+	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -e '.[browser]'
 	@touch $@
 
 # MariaDB's server, for tests/test_metadata_mysql.py (pipeline.mysql), which starts a private

@@ -9,6 +9,8 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["facealign", "facealign.*", "pipeline", "pipeline.*", "components",
                  "components.*", "trainer", "trainer.*", "serving", "serving.*"]),
+    # The try-it page `facealign serve` answers at / (serving/page.py)
+    package_data={"serving": ["static/*.html"]},
     # Exact pins live in requirements.txt (installed by `make setup`); these are
     # the direct dependencies, so a plain `pip install .` pulls a working set.
     install_requires=[
@@ -29,6 +31,10 @@ setuptools.setup(
     ],
     # Benchmark-only peers, never a runtime dependency: `pip install -e .[peers]` for
     # benchmarks/peer_comparison.py's dlib rows (dlib's prebuilt wheel and its 68-point model).
-    extras_require={"peers": ["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0"]},
+    # Test-only: Selenium drives Debian's chromium / chromium-driver (`make browser`) for the
+    # try-it page's and the run report's browser tests (4.51: 4.52 and later need a certifi
+    # newer than the package registry holds).
+    extras_require={"peers": ["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0"],
+                    "browser": ["selenium==4.51.0"]},
     entry_points={"console_scripts": ["facealign=facealign.cli:main"]},
 )

@@ -25,6 +25,9 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 # tf.io.decode_image ignores a JPEG's EXIF orientation, so the detector (and the .tflite/.onnx
 # models' crop) must see the pixels as stored too, or their boxes miss the model's face
 DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# The most pixels an encoded image may declare: a few bytes can declare 30000 x 30000 pixels
+# (2.7 GB decoded), which OpenCV would try to allocate; no face photo needs more than this
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,35 @@ def load_image(image, encoding: str = ".png") -> Image:
                      "uint8 numpy array")
 
 
+def check_declared_size(data: bytes, name: str) -> None:
+    """ImageError when the encoded image's header declares more than MAX_IMAGE_PIXELS,
+    read before anything decodes (and allocates) its pixels."""
+    import io
+    import struct
+
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        size = struct.unpack(">II", data[16:24])
+    else:
+        from PIL import Image as PilImage
+
+        try:
+            with PilImage.open(io.BytesIO(data)) as header:
+                size = header.size
+        except PilImage.DecompressionBombError:   # Pillow's own limit, far over ours
+            over = 2 * PilImage.MAX_IMAGE_PIXELS / 1e6
+            raise ImageError(f"{name}: the image declares over {over:.0f} MP; the most is "
+                             f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP") from None
+        except Exception:   # a format Pillow does not know: OpenCV may, and says if not
+            return
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageError(f"{name}: the image declares {size[0]} x {size[1]} pixels "
+                         f"({size[0] * size[1] / 1e6:.0f} MP); the most is "
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP")
+
+
 def _from_encoded(data: bytes, name: str, encoding: str) -> Image:
+    if data:
+        check_declared_size(data, name)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), DECODE_FLAGS) if data else None
     if bgr is None:
         raise ImageError(f"{name}: not an image OpenCV can decode")

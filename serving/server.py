@@ -11,6 +11,10 @@ unchanged against either.
   (columnar) form, ``signature_name`` optional (default serving_default);
   binary inputs as {"b64": "..."}
 
+and, its own (not TF Serving's), a try-it page at ``/`` with the two endpoints it calls,
+``GET /facealign/v1/info`` and ``POST /facealign/v1/align`` (a photo in, its faces out):
+page.py.
+
 Which version is served and how new ones replace it: versions.py. The JSON
 request and answer formats and their error messages: rest.py.
 
@@ -36,7 +40,7 @@ import threading
 
 from aiohttp import web
 
-from serving import rest
+from serving import page, rest
 from serving.rest import RequestError
 from serving.versions import LoadedVersion, ModelRepository
 
@@ -69,6 +73,7 @@ class ServingApp:
         self.app = web.Application(client_max_size=self.max_body_bytes,
                                    middlewares=[self._errors])
         self.app.router.add_route("*", "/{tail:.*}", self._route)
+        self._page = page.PageAligner()
 
     @web.middleware
     async def _errors(self, request, handler):
@@ -87,6 +92,8 @@ class ServingApp:
             return _error(500, "internal server error")
 
     async def _route(self, request: web.Request) -> web.Response:
+        if request.path in (page.PAGE_PATH, page.INFO_PATH, page.ALIGN_PATH):
+            return await self._page_route(request)
         match = _PATH.match(request.path)
         if not match:
             raise RequestError(404, f"unknown path {request.path} (the API is /v1/models/NAME"
@@ -118,6 +125,26 @@ class ServingApp:
         body = await request.read()
         return web.json_response(await self._predict(model, body))
 
+    async def _page_route(self, request: web.Request) -> web.Response:
+        """The try-it page and the server's own endpoints behind it (serving/page.py)."""
+        method = "POST" if request.path == page.ALIGN_PATH else "GET"
+        if request.method != method:
+            raise RequestError(405, f"use {method} for {request.path}")
+        if request.path == page.PAGE_PATH:
+            return web.Response(body=page.page_html(), content_type="text/html",
+                                charset="utf-8")
+        current = self.repository.current
+        if current is None:
+            raise RequestError(503, f"model {self.repository.name}: no version is loaded yet")
+        if request.path == page.INFO_PATH:
+            return web.json_response(page.model_info(self.repository.name, current,
+                                                     self.max_body_bytes))
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            raise RequestError(413, f"the request body is larger than {self.max_body_bytes} bytes")
+        body = await request.read()
+        return web.json_response(await self._in_slot(
+            self._page.align, self.repository.name, current, body, self.max_body_bytes))
+
     def _model(self, name: str, version: str | None) -> LoadedVersion:
         current = self.repository.current
         if name != self.repository.name or current is None:
@@ -132,6 +159,11 @@ class ServingApp:
         return current
 
     async def _predict(self, model: LoadedVersion, body: bytes) -> dict:
+        target = self.batcher.model(model) if self.batcher is not None else model
+        return await self._in_slot(rest.run_predict, target, body)
+
+    async def _in_slot(self, work, *args):
+        """work(*args) in the inference pool, once one of max_concurrency slots is free."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         try:
@@ -140,9 +172,7 @@ class ServingApp:
             raise RequestError(503, f"server busy: no inference slot free within "
                                     f"{self.queue_timeout:g} s") from None
         try:
-            loop = asyncio.get_running_loop()
-            target = self.batcher.model(model) if self.batcher is not None else model
-            return await loop.run_in_executor(self._pool, rest.run_predict, target, body)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
         finally:
             self._slots.release()
 
