@@ -1,0 +1,104 @@
+"""`facealign report`: the HTML page of what the pipeline did, from ML Metadata and the artifacts.
+
+The e2e test runs the demo pipeline twice (the second run all cached) and
+reads the page the way a browser test would: by its section ids and row
+classes.
+"""
+import re
+
+import pytest
+
+from tests.test_pipeline_e2e import run_pipeline
+
+REPO_CONFIG = "pipeline.yaml"
+
+
+def sections(page: str) -> dict[str, str]:
+    """{section id: its HTML}."""
+    return dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.S))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_report_of_two_runs_newest_first(tmp_path):
+    from facealign import cli
+    from facealign.core import config
+    from pipeline import run_history, run_report
+
+    run_pipeline(tmp_path)
+    run_pipeline(tmp_path)
+    overrides = [f"pipeline.root={tmp_path / 'root'}",
+                 f"serving.base_dir={tmp_path / 'serving'}"]
+    cfg = config.load(REPO_CONFIG, overrides)
+    history = run_history.read_history(cfg)
+    page = run_report.render(history)
+    part = sections(page)
+    assert set(part) >= {"runs", "data", "models", "evaluations", "versions", "sweeps"}
+
+    runs = re.findall(r'<details class="run"( open)?><summary>([^<]*)</summary>(.*?)</details>',
+                      part["runs"], re.S)
+    assert len(runs) == 2
+    assert [bool(is_open) for is_open, _, _ in runs] == [True, False]   # newest open
+    newest, oldest = history.runs
+    assert newest.started > oldest.started and runs[0][1].startswith(newest.name)
+    second_run_states = re.findall(r'class="execution (\w+)"><td>(\w+)</td>', runs[0][2])
+    ran_again = [node for state, node in second_run_states
+                 if state != "cached" and not node.endswith("resolver")]
+    assert ran_again == [] and len(second_run_states) >= 8
+    assert re.findall(r'class="execution (\w+)"', runs[1][2]).count("complete") >= 8
+
+    [data] = history.data
+    assert data.accepted == 60 and data.rejected == 0
+    assert '<span class="accepted">60</span>' in part["data"]
+    assert "no anomalies" in part["data"]
+
+    assert "generation 1, trained from random weights" in part["models"]
+    assert 'class="curve"' in part["models"]
+    assert '<p class="blessing blessed">BLESSED: <span class="reason">NME ' in part["evaluations"]
+    assert "&lt;= 100.000%" in part["evaluations"]     # the reason, escaped
+    assert 'class="ced"' in part["evaluations"]
+
+    [version] = history.serving.versions
+    serving_rows = re.findall(r'<tr class="version serving"><td>(\d+)</td>', part["versions"])
+    assert serving_rows == [str(version)]
+    assert "no sweep" in part["sweeps"]
+
+    assert page.count("data:image/png;base64,") >= 2
+    assert 'src="http' not in page and not re.search(r'(href|src)="(https?:)?//', page)
+
+    out = tmp_path / "report.html"
+    args = ["report", "--config", REPO_CONFIG, "--out", str(out)]
+    assert cli.main([*args, *[item for o in overrides for item in ("--set", o)]]) == 0
+    assert out.read_text().count('<details class="run"') == 2
+
+
+def test_a_root_without_metadata_is_one_line_exit_2(tmp_path, capsys):
+    from facealign import cli
+
+    code = cli.main(["report", "--config", REPO_CONFIG, "--set",
+                     f"pipeline.root={tmp_path / 'root'}", "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("facealign report: error: no ML Metadata at ")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "root").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_missing_artifact_folders_read_as_missing(tmp_path):
+    """A deleted artifact folder is reported, not raised: the records say what is missing."""
+    from pipeline import run_history, run_report
+
+    history = run_history.RunHistory(
+        pipeline="p", store="s",
+        runs=[run_history.Run("r<1>", 1.7e9, [run_history.Execution(1, "Trainer", "failed",
+                                                                    1.7e9, 3.0)])],
+        data=[run_history.IngestedData(1, "r<1>", 5, 1, {}, [{"file": "<a>.jpg",
+                                                               "reason": "bad", "dataset": "d"}],
+                                       None, "ingest_report.json missing")],
+        models=[run_history.TrainedModel(2, "r<1>", "/gone", None, "no model metadata")],
+        evaluations=[run_history.Evaluation(3, "r<1>", None, None, None, None, None, "")],
+        pushes=[], serving=run_history.ServingFolder(tmp_path, []), sweeps=[])
+    page = run_report.render(history)
+    assert 'class="execution failed"' in page and "r&lt;1&gt;" in page and "<a>" not in page
+    assert page.count('class="missing"') >= 4
+    assert "no pushes recorded" in page and "no sweep" in page
