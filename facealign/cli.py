@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "facealign.commands.track",
     "facealign.commands.export",
     "facealign.commands.publish",
+    "facealign.commands.report",
 )
 
 

@@ -248,7 +248,6 @@ def read_json(path: str):
 
 def read_data(outputs: list[_Output]) -> list[IngestedData]:
     from components.augment import anomalies as anomalies_lib
-    from components.landmark_example_gen import executor as example_gen
     from components.landmark_example_gen import spec as example_gen_spec
 
     found = []
@@ -262,7 +261,7 @@ def read_data(outputs: list[_Output]) -> list[IngestedData]:
                               custom(artifact, example_gen_spec.REJECTED_INPUTS_PROPERTY),
                               {}, [], None)
         try:
-            report = read_json(os.path.join(artifact.uri, example_gen.REPORT_FILE))
+            report = read_json(os.path.join(artifact.uri, example_gen_spec.REPORT_FILE))
             record.per_split, record.rejects = report["per_split"], report["rejects"]
         except (OSError, ValueError, KeyError) as exc:
             record.missing = str(exc)

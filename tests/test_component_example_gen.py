@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.landmark_example_gen import executor
+from components.landmark_example_gen import executor, spec
 from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.core import config, splits
 from facealign.core import examples as names
@@ -115,7 +115,7 @@ def test_writes_train_and_eval_with_eval_count(clean_run):
     assert set(ids) == expected
     assert examples.get_int_custom_property("accepted_faces") == faces
     assert examples.get_int_custom_property("rejected_inputs") == 0
-    report = json.loads((pathlib.Path(examples.uri) / executor.REPORT_FILE).read_text())
+    report = json.loads((pathlib.Path(examples.uri) / spec.REPORT_FILE).read_text())
     assert report["accepted"] == faces and report["rejected"] == 0 and report["rejects"] == []
     assert report["per_split"] == {"train": faces - EVAL_COUNT, "eval": EVAL_COUNT}
 
@@ -162,7 +162,7 @@ def test_examples_carry_image_landmarks_box_and_id(clean_run):
 
 def test_rejects_are_reported_and_counted(dirty_run):
     root, _, examples = dirty_run
-    report = json.loads((pathlib.Path(examples.uri) / executor.REPORT_FILE).read_text())
+    report = json.loads((pathlib.Path(examples.uri) / spec.REPORT_FILE).read_text())
     rejects = {pathlib.Path(r["file"]).name: r for r in report["rejects"]}
     assert set(rejects) == {"corrupt_1.jpg", "cutpts_1.pts"}
     assert "cannot be decoded" in rejects["corrupt_1.jpg"]["reason"]

@@ -18,19 +18,32 @@ def sections(page: str) -> dict[str, str]:
     return dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.S))
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_report_of_two_runs_newest_first(tmp_path):
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    """The demo pipeline run twice into one root (the second run all cached) and its report
+    written by the command: (config overrides, history, report file)."""
     from facealign import cli
     from facealign.core import config
-    from pipeline import run_history, run_report
+    from pipeline import run_history
 
+    tmp_path = tmp_path_factory.mktemp("two-runs")
     run_pipeline(tmp_path)
     run_pipeline(tmp_path)
     overrides = [f"pipeline.root={tmp_path / 'root'}",
                  f"serving.base_dir={tmp_path / 'serving'}"]
-    cfg = config.load(REPO_CONFIG, overrides)
-    history = run_history.read_history(cfg)
+    out = tmp_path / "report.html"
+    args = ["report", "--config", REPO_CONFIG, "--out", str(out)]
+    assert cli.main([*args, *[item for o in overrides for item in ("--set", o)]]) == 0
+    history = run_history.read_history(config.load(REPO_CONFIG, overrides))
+    return overrides, history, out
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_report_of_two_runs_newest_first(demo_report):
+    from pipeline import run_report
+
+    _, history, out = demo_report
     page = run_report.render(history)
     part = sections(page)
     assert set(part) >= {"runs", "data", "models", "evaluations", "versions", "sweeps"}
@@ -65,11 +78,35 @@ def test_report_of_two_runs_newest_first(tmp_path):
 
     assert page.count("data:image/png;base64,") >= 2
     assert 'src="http' not in page and not re.search(r'(href|src)="(https?:)?//', page)
+    assert out.read_text().count('<details class="run"') == 2     # the command's file
 
-    out = tmp_path / "report.html"
-    args = ["report", "--config", REPO_CONFIG, "--out", str(out)]
-    assert cli.main([*args, *[item for o in overrides for item in ("--set", o)]]) == 0
-    assert out.read_text().count('<details class="run"') == 2
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_report_in_a_browser_shows_runs_blessing_and_versions(demo_report):
+    """The report file opened in headless Chromium (tests/test_browser.py's browser): what a
+    person sees, not only what the HTML holds."""
+    from tests.test_browser import browser_session, save_screenshot, screenshot_folder
+
+    _, history, out = demo_report
+    with browser_session() as driver:
+        driver.get(out.as_uri())
+        runs = driver.find_elements("css selector", "#runs details.run")
+        assert len(runs) == 2
+        assert runs[0].get_attribute("open") is not None and runs[1].get_attribute("open") is None
+        cached = runs[0].find_elements("css selector", "tr.execution.cached")
+        assert len(cached) >= 8 and all(row.is_displayed() for row in cached)
+        assert not runs[1].find_element("css selector", "tr.execution").is_displayed()  # folded
+        blessing = driver.find_element("css selector", "#evaluations p.blessing.blessed")
+        assert blessing.is_displayed() and blessing.text.startswith("BLESSED: NME ")
+        serving = driver.find_element("css selector", "#versions tr.version.serving")
+        assert serving.is_displayed()
+        assert serving.text.startswith(str(history.serving.versions[0]))
+        images = driver.find_elements("css selector", "img.curve, img.ced")
+        assert images and all(driver.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", image)
+            for image in images)
+        save_screenshot(driver, screenshot_folder() / "run_report.jpg")
 
 
 def test_a_root_without_metadata_is_one_line_exit_2(tmp_path, capsys):

@@ -26,7 +26,6 @@ from facealign.core import splits as splitting
 from facealign.core.data import sources as data_sources
 from facealign.core.raw_example import face_dict, face_to_example
 
-REPORT_FILE = "ingest_report.json"
 FILE_PREFIX = "data_tfrecord"
 
 
@@ -72,7 +71,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_int_custom_property(spec.ACCEPTED_FACES_PROPERTY, len(records))
         examples.set_int_custom_property(spec.REJECTED_INPUTS_PROPERTY, report.rejected)
         tf.io.gfile.makedirs(examples.uri)
-        with tf.io.gfile.GFile(os.path.join(examples.uri, REPORT_FILE), "w") as handle:
+        with tf.io.gfile.GFile(os.path.join(examples.uri, spec.REPORT_FILE), "w") as handle:
             json.dump({"accepted": len(records), "rejected": report.rejected,
                        "per_split": counts,
                        "rejects": [{"file": r.file, "reason": r.reason, "dataset": r.dataset}

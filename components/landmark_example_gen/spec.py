@@ -16,6 +16,8 @@ SEED_KEY = "seed"                # the hold-out draw
 ON_ERROR_KEY = "on_error"        # "skip" or "fail"
 # Output channel: raw faces, split train / eval / test.
 EXAMPLES_KEY = "examples"
+# The ingest report (accepted counts per split, every reject with its reason) in the output.
+REPORT_FILE = "ingest_report.json"
 # Custom properties of the output artifact.
 ACCEPTED_FACES_PROPERTY = "accepted_faces"
 REJECTED_INPUTS_PROPERTY = "rejected_inputs"
