@@ -227,8 +227,9 @@ def metrics_table(report: dict) -> str:
 
 
 def number(value) -> str:
+    """Four significant digits: a learning rate of 3e-4 must not read 0.000."""
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.4g}"
     return "" if value is None else str(value)
 
 

@@ -139,3 +139,36 @@ def test_missing_artifact_folders_read_as_missing(tmp_path):
     assert 'class="execution failed"' in page and "r&lt;1&gt;" in page and "<a>" not in page
     assert page.count('class="missing"') >= 4
     assert "no pushes recorded" in page and "no sweep" in page
+
+
+def test_the_pipeline_tuners_trials_are_a_table(tmp_path):
+    """The pipeline's Tuner output (its TunerResults artifact's tuner_results.json) reads as
+    a trials table; a missing file says so."""
+    import json
+    from types import SimpleNamespace
+
+    from facealign.core import config
+    from pipeline import run_history, run_report
+
+    found = tmp_path / "found"
+    found.mkdir()
+    (found / "tuner_results.json").write_text(json.dumps([
+        {"trial_id": "00", "score": 0.21, "trainer.learning_rate": 0.001},
+        {"trial_id": "01", "score": 0.19, "trainer.learning_rate": 0.0003}]))
+
+    def output(uri, run):
+        return run_history._Output(SimpleNamespace(uri=str(uri)), "TunerResults", run, {run},
+                                   "Tuner")
+
+    cfg = config.load(REPO_CONFIG, [f"tuner.directory={tmp_path / 'none'}"])
+    sweeps = run_history.read_sweeps(cfg, [output(found, "run-2"),
+                                           output(tmp_path / "gone", "run-1")])
+    assert [s.source for s in sweeps] == [
+        "pipeline Tuner, run run-2",
+        f"pipeline Tuner, run run-1: {tmp_path / 'gone' / 'tuner_results.json'} missing"]
+    assert sweeps[0].columns == ["trial_id", "score", "trainer.learning_rate"]
+    section = run_report.sweeps_section(run_history.RunHistory(
+        pipeline="p", store="s", runs=[], data=[], models=[], evaluations=[], pushes=[],
+        serving=None, sweeps=sweeps))
+    assert section.count('<div class="sweep">') == 2
+    assert "0.0003" in section and "no trials" in section

@@ -106,6 +106,17 @@ def test_tiny_sweep_writes_table_and_plot_and_resumes(tmp_path, capsys):
                for r in rows)
     assert (project / "trials.png").stat().st_size > 1000
     assert "best hyperparameters" in out
+    # The run report's sweeps section shows this sweep's trials table.
+    from facealign.core import config
+    from pipeline import run_history, run_report
+
+    sweep_cfg = config.load(str(REPO / "pipeline.yaml"), [f"tuner.directory={tmp_path}"])
+    [sweep] = run_history.read_sweeps(sweep_cfg, [])
+    assert [row["trial_id"] for row in sweep.rows] == [row["trial_id"] for row in rows]
+    section = run_report.sweeps_section(run_history.RunHistory(
+        pipeline="p", store="s", runs=[], data=[], models=[], evaluations=[], pushes=[],
+        serving=None, sweeps=[sweep]))
+    assert section.count("<tr") == 3 and "val_nme_inter_ocular" in section
     # Re-run: the budget is spent, the finished trials are reloaded, nothing trains.
     assert cli.main(args) == 0
     out = capsys.readouterr().out
