@@ -17,9 +17,10 @@ def __getattr__(name: str):
         installation.check_packages()
         from facealign.api import load
 
+        globals()["load"] = load   # checked and imported once; later look-ups skip this
         return load
     raise AttributeError(f"module 'facealign' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "load"])
+    return sorted({*globals(), "load"})

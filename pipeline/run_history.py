@@ -22,10 +22,6 @@ from facealign.core.config import Config
 # Execution.State numbers (ml_metadata's metadata_store_pb2) as the report names them.
 STATES = {0: "unknown", 1: "new", 2: "running", 3: "complete", 4: "failed", 5: "cached",
           6: "canceled"}
-BLESSED_PROPERTY = "blessed"                 # tfx.components.evaluator.constants' names
-BLESSING_MESSAGE_PROPERTY = "blessing_message"
-MODEL_URI_PROPERTY = "current_model"
-BASELINE_URI_PROPERTY = "baseline_model"
 
 
 @dataclasses.dataclass
@@ -297,10 +293,13 @@ def read_models(outputs: list[_Output]) -> list[TrainedModel]:
 
 
 def read_evaluations(outputs: list[_Output]) -> list[Evaluation]:
+    from tfx.components.evaluator import constants
+
     from components.landmark_evaluator.spec import CED_FILE, METRICS_FILE
 
+    blessed_key = constants.ARTIFACT_PROPERTY_BLESSED_KEY   # the names the Evaluator writes
     blessings = {o.run: o.artifact for o in reversed(outputs) if o.type_name == "ModelBlessing"
-                 and BLESSED_PROPERTY in o.artifact.custom_properties}
+                 and blessed_key in o.artifact.custom_properties}
     found = []
     for output in outputs:
         if output.type_name != "ModelEvaluation":
@@ -309,11 +308,14 @@ def read_evaluations(outputs: list[_Output]) -> list[Evaluation]:
         blessing = blessings.get(output.run)
         evaluation = Evaluation(
             output.artifact.id, output.run,
-            custom(blessing, MODEL_URI_PROPERTY) if blessing else None,
-            custom(blessing, BASELINE_URI_PROPERTY) if blessing else None,
+            custom(blessing, constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY)
+            if blessing else None,
+            custom(blessing, constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY)
+            if blessing else None,
             None, None,
-            bool(custom(blessing, BLESSED_PROPERTY)) if blessing else None,
-            custom(blessing, BLESSING_MESSAGE_PROPERTY, "") if blessing else "")
+            bool(custom(blessing, blessed_key)) if blessing else None,
+            custom(blessing, constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, "")
+            if blessing else "")
         try:
             evaluation.report = read_json(os.path.join(uri, METRICS_FILE))
             evaluation.model_uri = evaluation.report.get("model", evaluation.model_uri)
@@ -338,8 +340,7 @@ def read_sweeps(cfg: Config, outputs: list[_Output]) -> list[Sweep]:
     """`facealign tune`'s trials.csv (trainer/tuning.write_report) and the pipeline Tuner's
     tuner_results.json, where they exist."""
     sweeps = []
-    trials_csv = (cfg.resolve(cfg.tuner.directory)
-                  / (cfg.tuner.project_name or cfg.pipeline.name) / "trials.csv")
+    trials_csv = cfg.resolve(cfg.tuner.directory) / cfg.sweep_name / "trials.csv"
     if trials_csv.is_file():
         with open(trials_csv, newline="") as handle:
             reader = csv.DictReader(handle)

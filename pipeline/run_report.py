@@ -179,8 +179,9 @@ def models_section(history: RunHistory) -> str:
     return folded(history.models, "model", summary, body)
 
 
-def blessing_class(blessed: bool | None) -> str:
-    return {True: "blessed", False: "not-blessed", None: "missing"}[blessed]
+# A blessing's state (None: none recorded) as the page's class and words
+BLESSING_CLASS = {True: "blessed", False: "not-blessed", None: "missing"}
+VERDICT = {True: "BLESSED", False: "NOT blessed", None: "no blessing recorded"}
 
 
 def evaluations_section(history: RunHistory) -> str:
@@ -188,13 +189,12 @@ def evaluations_section(history: RunHistory) -> str:
         return missing("no Evaluator output recorded")
 
     def summary(evaluation):
-        verdict = {True: "BLESSED", False: "NOT blessed", None: "no blessing"}[evaluation.blessed]
-        return html.escape(f"run {evaluation.run}: {verdict}: {evaluation.reason}")
+        return html.escape(f"run {evaluation.run}: {VERDICT[evaluation.blessed]}: "
+                           f"{evaluation.reason}")
 
     def body(evaluation):
-        verdict = {True: "BLESSED", False: "NOT blessed", None: "no blessing recorded"}
-        parts = [f'<p class="blessing {blessing_class(evaluation.blessed)}">'
-                 f'{verdict[evaluation.blessed]}: '
+        parts = [f'<p class="blessing {BLESSING_CLASS[evaluation.blessed]}">'
+                 f'{VERDICT[evaluation.blessed]}: '
                  f'<span class="reason">{html.escape(evaluation.reason)}</span></p>',
                  f"<p>candidate <code>{html.escape(evaluation.model_uri or '?')}</code>"
                  + (f", baseline <code>{html.escape(evaluation.baseline_uri)}</code>"

@@ -21,7 +21,8 @@ import numpy as np
 from serving.errors import ImageError
 
 # formats tf.io.decode_image reads; anything else OpenCV reads is sent re-encoded
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_PNG = b"\x89PNG\r\n\x1a\n"
+_MAGIC = (b"\xff\xd8\xff", _PNG, b"GIF87a", b"GIF89a", b"BM")
 # tf.io.decode_image ignores a JPEG's EXIF orientation, so the detector (and the .tflite/.onnx
 # models' crop) must see the pixels as stored too, or their boxes miss the model's face
 DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
@@ -77,7 +78,7 @@ def check_declared_size(data: bytes, name: str) -> None:
     import io
     import struct
 
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+    if data.startswith(_PNG) and data[12:16] == b"IHDR" and len(data) >= 24:
         size = struct.unpack(">II", data[16:24])
     else:
         from PIL import Image as PilImage

@@ -33,26 +33,16 @@ class _EncodedImages:
         return self.predict([image.data] * len(boxes), boxes)
 
 
-class LocalModel(_EncodedImages):
-    """A facealign SavedModel loaded in this process (its serving_default signature)."""
+class SignatureModel(_EncodedImages):
+    """A serving_default signature already loaded in this process (the local server's
+    version, or LocalModel's); `label` starts its refusals' messages (none: no prefix)."""
 
     remote = False
 
-    def __init__(self, path, signature_name: str = SERVING_DEFAULT):
-        folder = resolve_model_path(path)  # before TensorFlow's import: a bad path fails fast
-        self.path = str(folder)  # the version folder actually loaded
+    def __init__(self, fn, label: str | None = None):
         import tensorflow as tf
 
-        try:
-            loaded = tf.saved_model.load(self.path)
-            self._fn = loaded.signatures[signature_name]
-        except KeyError:
-            raise ModelError(f"{path}: the SavedModel has no {signature_name!r} signature") \
-                from None
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: cannot load the SavedModel ({exc})") from None
-        self._loaded = loaded
-        self._tf = tf
+        self._fn, self._label, self._tf = fn, label, tf
 
     def predict(self, images: Sequence[bytes], boxes) -> client.Prediction:
         tf = self._tf
@@ -61,9 +51,29 @@ class LocalModel(_EncodedImages):
             out = self._fn(image_bytes=tf.constant([bytes(i) for i in images], tf.string),
                            box=tf.constant(boxes))
         except tf.errors.InvalidArgumentError as exc:
-            raise ModelError(f"{self.path}: the model refused the input: "
-                             f"{tf_error_summary(exc.message)}") from None
+            refused = f"the model refused the input: {tf_error_summary(exc.message)}"
+            raise ModelError(f"{self._label}: {refused}" if self._label else refused) from None
         return client.Prediction.from_outputs({name: value.numpy() for name, value in out.items()})
+
+
+class LocalModel(SignatureModel):
+    """A facealign SavedModel loaded in this process (its serving_default signature)."""
+
+    def __init__(self, path, signature_name: str = SERVING_DEFAULT):
+        folder = resolve_model_path(path)  # before TensorFlow's import: a bad path fails fast
+        self.path = str(folder)  # the version folder actually loaded
+        import tensorflow as tf
+
+        try:
+            loaded = tf.saved_model.load(self.path)
+            fn = loaded.signatures[signature_name]
+        except KeyError:
+            raise ModelError(f"{path}: the SavedModel has no {signature_name!r} signature") \
+                from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot load the SavedModel ({exc})") from None
+        self._loaded = loaded
+        super().__init__(fn, self.path)
 
 
 class RemoteModel(_EncodedImages):

@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 
 from facealign.core.model_format import SERVING_DEFAULT
-from serving import client
 from serving import detector as face_detector
 from serving.aligner import Aligner
 from serving.errors import DetectorUnavailable, ImageError, ModelError
 from serving.images import load_image
-from serving.rest import RequestError, tf_error_summary
+from serving.model import SignatureModel
+from serving.rest import RequestError
 from serving.versions import LoadedVersion
 
 PAGE_PATH = "/"
@@ -52,27 +52,6 @@ def model_info(name: str, version: LoadedVersion, max_body_bytes: int) -> dict:
             # one stage (the AAN, a 1-stage DAN): the points' spread is zero by construction
             "spread_is_zero": kind == "aan" or stages == 1,
             "max_body_bytes": max_body_bytes}
-
-
-class _ServedSignature:
-    """A loaded version's serving_default as the Aligner's model (predict_image)."""
-
-    remote = False
-
-    def __init__(self, version: LoadedVersion):
-        self.version = version
-
-    def predict_image(self, image, boxes) -> client.Prediction:
-        import tensorflow as tf
-
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        try:
-            out = self.version.signatures[SERVING_DEFAULT](
-                image_bytes=tf.constant([image.data] * len(boxes)), box=tf.constant(boxes))
-        except tf.errors.InvalidArgumentError as exc:
-            raise ModelError(f"the model refused the input: {tf_error_summary(exc.message)}") \
-                from None
-        return client.Prediction.from_outputs({k: v.numpy() for k, v in out.items()})
 
 
 class PageAligner:
@@ -104,7 +83,8 @@ class PageAligner:
                            "expected)")
             raise RequestError(400, message) from None
         try:
-            aligner = Aligner(_ServedSignature(version), detector=self._shared_detector())
+            model = SignatureModel(version.signatures[SERVING_DEFAULT])
+            aligner = Aligner(model, detector=self._shared_detector())
             faces = aligner.align(image)
         except DetectorUnavailable as exc:
             raise RequestError(500, f"no face detector on this server: {exc}") from None

@@ -120,10 +120,15 @@ class ServingApp:
                                f"{verb[1:]} is not supported by this server; use :predict")
         if request.method != "POST":
             raise RequestError(405, f"use POST for {verb}")
+        body = await self._body(request)
+        return web.json_response(await self._predict(model, body))
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request's body; 413 before reading when it declares more than the limit (the
+        middleware answers 413 for one that turns out larger)."""
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             raise RequestError(413, f"the request body is larger than {self.max_body_bytes} bytes")
-        body = await request.read()
-        return web.json_response(await self._predict(model, body))
+        return await request.read()
 
     async def _page_route(self, request: web.Request) -> web.Response:
         """The try-it page and the server's own endpoints behind it (serving/page.py)."""
@@ -139,9 +144,7 @@ class ServingApp:
         if request.path == page.INFO_PATH:
             return web.json_response(page.model_info(self.repository.name, current,
                                                      self.max_body_bytes))
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            raise RequestError(413, f"the request body is larger than {self.max_body_bytes} bytes")
-        body = await request.read()
+        body = await self._body(request)
         return web.json_response(await self._in_slot(
             self._page.align, self.repository.name, current, body, self.max_body_bytes))
 

@@ -176,7 +176,7 @@ def make_tuner(cfg: config_lib.Config, directory: str | None = None,
         hyperparameters=build_hyperparameters(cfg), tune_new_entries=False,
         executions_per_trial=t.executions_per_trial, seed=t.seed, overwrite=False,
         directory=directory or str(cfg.resolve(t.directory)),
-        project_name=t.project_name or cfg.pipeline.name)
+        project_name=cfg.sweep_name)
     trials = max_trials or t.max_trials
     if t.algorithm == "random":
         return _Random(max_trials=trials, **common)

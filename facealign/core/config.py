@@ -397,6 +397,11 @@ class Config(_Section):
 
     _base_dir: pathlib.Path = pydantic.PrivateAttr(default_factory=pathlib.Path.cwd)
 
+    @property
+    def sweep_name(self) -> str:
+        """The sweep's folder under tuner.directory (KerasTuner's project name)."""
+        return self.tuner.project_name or self.pipeline.name
+
     def resolve(self, path: str | pathlib.Path) -> pathlib.Path:
         """A path from the file, taken relative to the folder of that file."""
         path = pathlib.Path(path)
