@@ -25,7 +25,7 @@ BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 FACES, EVAL_COUNT, COPIES, SIZE = 10, 2, 2, 112
 # Augment's exec properties as the pipeline passes them: the augment section's fields
 AUGMENT_SECTION = AugmentSection(image_size=SIZE, copies=COPIES)
-AUGMENT_PROPERTIES = {name: parameter.type(getattr(AUGMENT_SECTION, name))
+AUGMENT_PROPERTIES = {name: parameter.type(getattr(AUGMENT_SECTION, name, ""))
                       for name, parameter in AugmentSpec.PARAMETERS.items()}
 
 
@@ -67,12 +67,14 @@ def raw_examples(sources, tmp_path_factory):
     examples.id = 1
     example_gen_executor.Executor(context(tmp)).Do(
         {}, {"examples": [examples]},
-        {"sources": json.dumps(sources), "eval_count": EVAL_COUNT, "seed": 0, "on_error": "skip"})
+        {"sources": json.dumps(sources), "eval_count": EVAL_COUNT, "seed": 0, "on_error": "skip",
+         "eval_fraction": 0.0, "requested_span": -1})
     assert examples.get_int_custom_property("accepted_faces") == FACES
     return examples
 
 
-def run_augment(raw, tmp: pathlib.Path, anomalies_artifact=None, beam_args=BEAM_ARGS):
+def run_augment(raw, tmp: pathlib.Path, anomalies_artifact=None, beam_args=BEAM_ARGS,
+                **properties):
     out = standard_artifacts.Examples()
     out.uri = str(tmp / "canonical_examples")
     frame = standard_artifacts.TransformGraph()
@@ -82,7 +84,7 @@ def run_augment(raw, tmp: pathlib.Path, anomalies_artifact=None, beam_args=BEAM_
         inputs["anomalies"] = [anomalies_artifact]
     executor.Executor(context(tmp, beam_args)).Do(
         inputs, {"canonical_examples": [out], "canonical_frame": [frame]},
-        dict(AUGMENT_PROPERTIES))
+        dict(AUGMENT_PROPERTIES, **properties))
     return out, frame
 
 
@@ -162,6 +164,31 @@ def test_deterministic(augmented):
         np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_the_crops_carry_the_span_of_their_faces(augmented):
+    (out, frame), _ = augmented
+    assert out.span == 0 and frame.get_int_custom_property("span") == 0
+    label = json.loads((pathlib.Path(out.uri) / "span.json").read_text())
+    assert label["span"] == 0 and label["version"] is None
+
+
+def test_a_pinned_mean_shape_is_written_once_and_then_used(raw_examples, augmented, tmp_path):
+    """augment.mean_shape: the first Augment writes its S0; a later one (another span's faces,
+    here the same faces with a shifted pinned S0) crops to the pinned frame, not its own."""
+    pin = tmp_path / "pinned" / "mean_shape.json"
+    _, frame = run_augment(raw_examples, tmp_path / "first", mean_shape_file=str(pin))
+    own = frame_io.read_frame(frame.uri)["mean_shape"]
+    (_, reference), _ = augmented
+    np.testing.assert_array_equal(own, frame_io.read_frame(reference.uri)["mean_shape"])
+    np.testing.assert_allclose(frame_io.read_pinned_mean_shape(str(pin), SIZE), own, atol=1e-5)
+    shifted = own + 2.0
+    pin.write_text(json.dumps({"image_size": SIZE, "mean_shape": shifted.tolist()}))
+    out, frame = run_augment(raw_examples, tmp_path / "second", mean_shape_file=str(pin))
+    np.testing.assert_allclose(frame_io.read_frame(frame.uri)["mean_shape"], shifted, atol=1e-5)
+    assert json.loads(pin.read_text())["mean_shape"] == shifted.tolist()   # not replaced
+    with pytest.raises(ValueError, match="pins S0 for 112 px crops, augment.image_size is 96"):
+        run_augment(raw_examples, tmp_path / "third", mean_shape_file=str(pin), image_size=96)
+
+
 def test_prepare_crops_are_augments(sources, augmented, tmp_path):
     """`facealign train`'s data preparation and Augment make the same crops and frame from the
     same faces and settings (one library function, randomness from the seed and face id)."""
@@ -195,7 +222,7 @@ def test_augment_config_defaults_are_the_sections():
     # the exec properties as stored (mirror 0/1) read back as the section says
     changed = AugmentSection(mirror=False, copies=3, translation_unit="face")
     from_properties = canonical.AugmentConfig.from_settings(
-        {name: parameter.type(getattr(changed, name))
+        {name: parameter.type(getattr(changed, name, ""))
          for name, parameter in AugmentSpec.PARAMETERS.items()})
     assert from_properties == canonical.AugmentConfig.from_settings(changed.model_dump())
     assert from_properties.mirror is False and from_properties.translation_unit == "face"

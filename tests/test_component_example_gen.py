@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.landmark_example_gen import executor, spec
+from components.landmark_example_gen import driver, executor, spec
 from components.landmark_example_gen.component import LandmarkExampleGen
 from facealign.core import config, splits
 from facealign.core import examples as names
@@ -22,16 +22,19 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_example_gen(tmp_path: pathlib.Path, sources: list[dict], eval_count: int,
-                    seed: int = 0, on_error: str = "skip"):
+                    seed: int = 0, on_error: str = "skip", eval_fraction: float = 0.0,
+                    requested_span: int = -1, resolved_by_driver: bool = False):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.id = 1
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path / "tmp"))
-    executor.Executor(context).Do(
-        {}, {"examples": [examples]},
-        {"sources": json.dumps(sources), "eval_count": eval_count, "seed": seed,
-         "on_error": on_error})
+    properties = {"sources": json.dumps(sources), "eval_count": eval_count, "seed": seed,
+                  "on_error": on_error, "eval_fraction": eval_fraction,
+                  "requested_span": requested_span}
+    if resolved_by_driver:   # as the launcher hands them over after SpanDriver
+        properties.update(driver.resolved_properties(driver.resolve_inputs(properties)))
+    executor.Executor(context).Do({}, {"examples": [examples]}, properties)
     return examples
 
 

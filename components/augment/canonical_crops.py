@@ -96,18 +96,24 @@ class _CropFaces(beam.DoFn):
 
 def write_canonical_crops(faces: dict, output_prefix, frame_dir: str, image_size: int,
                           face_fraction: float, config: canonical.AugmentConfig,
-                          file_name_suffix: str = ".gz", log_prefix: str = "Augment") -> None:
+                          file_name_suffix: str = ".gz", log_prefix: str = "Augment",
+                          pinned_mean_shape=None) -> None:
     """Adds the steps to the faces' pipeline: faces ({split: PCollection of raw face dicts},
     a "train" split among them) -> gzipped canonical TFRecords per split under
-    output_prefix(split) and the frame in frame_dir, once the pipeline runs."""
+    output_prefix(split) and the frame in frame_dir, once the pipeline runs.
+    pinned_mean_shape: S0 as placed in the frame, used instead of the faces' own."""
     if splits.TRAIN not in faces:
         raise ValueError(f"no train split to place S0 and train on (splits: {list(faces)})")
     train = faces[splits.TRAIN]
-    s0 = (train
-          | "Shapes" >> beam.Map(lambda f: f["landmarks"])
-          | "MeanShape" >> beam.CombineGlobally(MeanShapeFn())
-          | "Place" >> beam.Map(lambda m: canonical.CanonicalFrame.from_mean_shape(
-              m, image_size, face_fraction).mean_shape))
+    if pinned_mean_shape is not None:
+        s0 = train.pipeline | "PinnedMeanShape" >> beam.Create(
+            [np.asarray(pinned_mean_shape, np.float32)])
+    else:
+        s0 = (train
+              | "Shapes" >> beam.Map(lambda f: f["landmarks"])
+              | "MeanShape" >> beam.CombineGlobally(MeanShapeFn())
+              | "Place" >> beam.Map(lambda m: canonical.CanonicalFrame.from_mean_shape(
+                  m, image_size, face_fraction).mean_shape))
     s0_side = beam.pvalue.AsSingleton(s0)
     train_count = train | "CountFaces" >> beam.combiners.Count.Globally()
     for split, split_faces in faces.items():

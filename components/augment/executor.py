@@ -7,10 +7,12 @@ properties; the work itself lives in canonical_crops, shared with
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import apache_beam as beam
+import tensorflow as tf
 from tfx import types
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
@@ -25,6 +27,18 @@ FILE_PREFIX = "data_tfrecord"
 
 def _split_files(examples: types.Artifact, split: str) -> str:
     return os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+
+
+def label_span(raw: types.Artifact, out: types.Artifact, frame: types.Artifact) -> None:
+    """The raw faces' span and version on the crops (a rolling range of spans selects them
+    by it), also as a file beside them for the Trainer, which sees only file paths."""
+    version = raw.version if "version" in raw.mlmd_artifact.properties else None
+    out.span = raw.span
+    if version is not None:
+        out.version = version
+    frame.set_int_custom_property(spec.SPAN_PROPERTY, raw.span)
+    with tf.io.gfile.GFile(os.path.join(out.uri, spec.SPAN_FILE), "w") as handle:
+        json.dump({"span": int(raw.span), "version": version, "raw_examples": raw.uri}, handle)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -44,6 +58,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         size = int(exec_properties[spec.IMAGE_SIZE_KEY])
         config = canonical.AugmentConfig.from_settings(exec_properties)
         out.split_names = artifact_utils.encode_split_names(splits)
+        pin_file = exec_properties.get(spec.MEAN_SHAPE_FILE_KEY) or ""
+        pinned = frame_io.read_pinned_mean_shape(pin_file, size) if pin_file else None
 
         with self._make_beam_pipeline() as pipeline:
             faces = {split: (pipeline
@@ -54,11 +70,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             canonical_crops.write_canonical_crops(
                 faces, lambda split: os.path.join(artifact_utils.get_split_uri([out], split),
                                                   FILE_PREFIX),
-                frame_artifact.uri, size, float(exec_properties[spec.FACE_FRACTION_KEY]), config)
+                frame_artifact.uri, size, float(exec_properties[spec.FACE_FRACTION_KEY]), config,
+                pinned_mean_shape=pinned)
 
         examples_utils.set_payload_format(out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(out, "tfrecords_gzip")
         frame = frame_io.read_frame(frame_artifact.uri)
-        print(f"Augment: canonical frame {size}x{size}, S0 of {len(frame['mean_shape'])} "
-              f"points; splits {splits}; {config.samples_per_face} samples per training face",
-              flush=True)
+        if pin_file:
+            frame_io.pin_mean_shape(pin_file, frame["mean_shape"], size, frame_artifact.uri)
+        label_span(raw, out, frame_artifact)
+        origin = f"pinned in {pin_file}" if pinned is not None else "of these faces"
+        print(f"Augment: span {raw.span}, canonical frame {size}x{size}, S0 of "
+              f"{len(frame['mean_shape'])} points ({origin}); splits {splits}; "
+              f"{config.samples_per_face} samples per training face", flush=True)

@@ -20,12 +20,17 @@ TRANSLATION_UNIT_KEY = "translation_unit"   # "face" or "frame_pixels" (canonica
 ROTATION_SIGMA_DEG_KEY = "rotation_sigma_deg"
 SCALE_SIGMA_KEY = "scale_sigma"
 SEED_KEY = "seed"
+MEAN_SHAPE_FILE_KEY = "mean_shape_file"  # augment.mean_shape, absolute; "" when not pinned
 # Input channels.
 EXAMPLES_KEY = "examples"                # LandmarkExampleGen's raw faces
 ANOMALIES_KEY = "anomalies"              # ExampleValidator's; optional
+DRIFT_KEY = "drift"                      # DriftCheck's report; optional: runs after it
 # Output channels.
 CANONICAL_EXAMPLES_KEY = "canonical_examples"
 CANONICAL_FRAME_KEY = "canonical_frame"
+# In the canonical examples: the span they were cropped from (the Trainer lists its spans).
+SPAN_FILE = "span.json"
+SPAN_PROPERTY = "span"      # the frame's custom property (TransformGraph has no span)
 
 
 class AugmentSpec(types.ComponentSpec):
@@ -40,10 +45,12 @@ class AugmentSpec(types.ComponentSpec):
         ROTATION_SIGMA_DEG_KEY: ExecutionParameter(type=float),
         SCALE_SIGMA_KEY: ExecutionParameter(type=float),
         SEED_KEY: ExecutionParameter(type=int),
+        MEAN_SHAPE_FILE_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
+        DRIFT_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
     }
     OUTPUTS = {
         CANONICAL_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -21,7 +21,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.landmark_example_gen import spec
+from components.landmark_example_gen import driver, spec
 from facealign.core import splits as splitting
 from facealign.core.data import sources as data_sources
 from facealign.core.raw_example import face_dict, face_to_example
@@ -35,7 +35,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        sources = json.loads(exec_properties[spec.SOURCES_KEY])
+        examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
+        resolution = driver.resolution_of(exec_properties)
+        driver.label_examples(examples, resolution)
+        sources = resolution.sources
         records, report = data_sources.load_sources(
             sources, on_error=exec_properties[spec.ON_ERROR_KEY])
         for line in report.lines():
@@ -46,11 +49,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         source_split = {s["name"]: s.get("split", splitting.TRAIN) for s in sources}
         by_split = splitting.split_faces(records, source_split,
                                          int(exec_properties[spec.EVAL_COUNT_KEY]),
-                                         int(exec_properties[spec.SEED_KEY]))
+                                         int(exec_properties[spec.SEED_KEY]),
+                                         float(exec_properties[spec.EVAL_FRACTION_KEY]) or None)
         faces = [face_dict(r, split) for split, chosen in by_split.items() for r in chosen]
         split_names = [split for split, chosen in by_split.items() if chosen]
 
-        examples = artifact_utils.get_single_instance(output_dict[spec.EXAMPLES_KEY])
         examples.split_names = artifact_utils.encode_split_names(split_names)
         with self._make_beam_pipeline() as pipeline:
             encoded = (pipeline
@@ -72,7 +75,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_int_custom_property(spec.REJECTED_INPUTS_PROPERTY, report.rejected)
         tf.io.gfile.makedirs(examples.uri)
         with tf.io.gfile.GFile(os.path.join(examples.uri, spec.REPORT_FILE), "w") as handle:
-            json.dump({"accepted": len(records), "rejected": report.rejected,
+            json.dump({"span": resolution.span, "version": resolution.version,
+                       "fingerprint": resolution.fingerprint,
+                       "accepted": len(records), "rejected": report.rejected,
                        "per_split": counts,
                        "rejects": [{"file": r.file, "reason": r.reason, "dataset": r.dataset}
                                    for r in report.rejects]}, handle, indent=2)

@@ -67,11 +67,44 @@ class SourceConfig(_Section):
     split: Literal["train", "test"] = "train"
 
 
+class RangeSection(_Section):
+    """Which spans a run reads, after TFX's RangeConfig (facealign/core/spans.py).
+
+    ExampleGen ingests one span a run, as TFX's does: `span` (a static range of one),
+    or the latest found. The Trainer trains on the last `rolling_window` spans ingested
+    (a rolling range), each preprocessed once, in the run that ingested it.
+    """
+
+    span: Annotated[int, Field(ge=-1)] = -1     # -1: the latest span found (spans.LATEST)
+    rolling_window: PositiveInt = 1
+
+
 class DataSection(_Section):
     sources: list[SourceConfig] = Field(min_length=1)
-    eval_count: Annotated[int, Field(ge=1)] = 100
+    # The hold-out: eval_count faces of a seeded permutation of all faces, or (for spans,
+    # where a face's split must not move when others arrive) eval_fraction by a stable hash.
+    eval_count: Annotated[int, Field(ge=1)] | None = 100
+    eval_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     seed: int = 0
     on_error: Literal["skip", "fail"] = "skip"
+    range: RangeSection = RangeSection()
+
+    @pydantic.model_validator(mode="after")
+    def _one_hold_out(self):
+        if self.eval_fraction is not None and "eval_count" in self.model_fields_set \
+                and self.eval_count is not None:
+            raise ValueError("give data.eval_count or data.eval_fraction, not both")
+        spanned = [s.name for s in self.sources if "{SPAN}" in s.root]
+        if spanned and self.eval_fraction is None:
+            raise ValueError(f"sources {spanned} arrive in spans ({{SPAN}} in root): set "
+                             "data.eval_fraction, so each face's split is fixed by a stable "
+                             "hash and does not move when a span arrives")
+        if not spanned and (self.range.span > 0 or self.range.rolling_window > 1):
+            raise ValueError("data.range applies to sources with {SPAN} in their root; "
+                             "no source has one")
+        if self.eval_fraction is None and self.eval_count is None:
+            raise ValueError("give data.eval_count or data.eval_fraction")
+        return self
 
     @pydantic.field_validator("sources")
     @classmethod
@@ -100,6 +133,10 @@ class AugmentSection(_Section):
     rotation_sigma_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     scale_sigma: Annotated[float, Field(ge=0, le=1)] = 0.25
     seed: int = 0
+    # A JSON file holding the canonical mean shape S0, pinned: read when it exists, written
+    # by the first Augment when not. Spans need it, so every span is cropped to one frame
+    # for the Trainer. None: each Augment computes S0 from the faces it crops.
+    mean_shape: str | None = None
 
 
 class DanConfig(_Section):
@@ -263,10 +300,47 @@ class TrainerSection(_Section):
         return value
 
 
+class ToleranceSection(_Section):
+    """How much worse than the baseline a candidate may score, face by face, and still be
+    blessed: its mean paired NME difference at most the larger of the two (TFMA's change
+    thresholds), so noise cannot refuse an equal model."""
+
+    absolute: NonNegativeFloat = 0.05   # NME percentage points
+    relative: NonNegativeFloat = 0.01   # of the baseline's NME
+
+
 class EvaluatorSection(_Section):
     max_nme: Annotated[float, Field(gt=0)] = 10.0  # percent of inter-ocular distance
     failure_threshold: Annotated[float, Field(gt=0, le=1)] = 0.08
     compare_to_baseline: bool = True
+    tolerance: ToleranceSection = ToleranceSection()
+    # The faces both models are scored on. this_run: the held-out split this run ingested;
+    # pinned_span: that of span `pinned_span`, every run; all_spans: the held-out faces of
+    # every span ingested so far.
+    evaluation_set: Literal["this_run", "pinned_span", "all_spans"] = "this_run"
+    pinned_span: Annotated[int, Field(ge=0)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _pinned(self):
+        if (self.evaluation_set == "pinned_span") != (self.pinned_span is not None):
+            raise ValueError("evaluator.pinned_span is set exactly when evaluator."
+                             "evaluation_set is pinned_span")
+        return self
+
+
+class ValidationSection(_Section):
+    """Drift between a span's raw faces and the previous span's (components/drift_check).
+
+    Each entry: a raw feature and the largest divergence allowed (TFDV's comparators:
+    Jensen-Shannon divergence for numbers, L-infinity distance for categories).
+    """
+
+    drift: dict[Literal["box_width", "box_height", "image_width", "image_height",
+                        "image_channels", "landmark_spread", "dataset"],
+                Annotated[float, Field(gt=0, le=1)]] = {
+        "box_width": 0.3, "box_height": 0.3, "image_width": 0.3, "image_height": 0.3,
+        "image_channels": 0.3, "landmark_spread": 0.3, "dataset": 0.3}
+    accept_drift: bool = False   # true: report the drift and go on
 
 
 class ServingSection(_Section):
@@ -391,6 +465,7 @@ class Config(_Section):
     model: ModelSection = ModelSection()
     trainer: TrainerSection = TrainerSection()
     evaluator: EvaluatorSection = EvaluatorSection()
+    validation: ValidationSection = ValidationSection()
     serving: ServingSection = ServingSection()
     beam: BeamSection = BeamSection()
     tuner: TunerSection = TunerSection()

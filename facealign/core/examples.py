@@ -17,6 +17,13 @@ RAW_BOX_SOURCE = "box_source"        # bytes: "detector" or "landmarks"
 RAW_DATASET = "dataset"              # bytes: the source's name in pipeline.yaml
 RAW_SUBSET = "subset"                # bytes: e.g. "afw", "helen/trainset"
 RAW_FACE_ID = "face_id"              # bytes: unique per face, e.g. "demo:afw/123_1"
+# Described by the statistics only: what the drift check compares between spans
+RAW_BOX_WIDTH = "box_width"          # float [1]: pixels
+RAW_BOX_HEIGHT = "box_height"        # float [1]: pixels
+RAW_IMAGE_WIDTH = "image_width"      # int [1]: pixels
+RAW_IMAGE_HEIGHT = "image_height"    # int [1]: pixels
+RAW_IMAGE_CHANNELS = "image_channels"  # int [1]: 1 grey, 3 colour, 4 with alpha
+RAW_LANDMARK_SPREAD = "landmark_spread"  # float [1]: RMS distance from the centroid / box side
 
 # --- canonical samples (Augment output) -----------------------------------
 IMAGE = "image"                      # bytes: raw uint8 grayscale, size*size, row-major

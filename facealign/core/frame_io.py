@@ -37,3 +37,26 @@ def read_frame(uri: str) -> dict:
     with tf.io.gfile.GFile(os.path.join(uri, FRAME_FILE), "rb") as handle:
         data = np.load(io.BytesIO(handle.read()))
         return {key: data[key] for key in data.files} | {"image_size": int(data["image_size"])}
+
+
+def read_pinned_mean_shape(path: str, image_size: int):
+    """augment.mean_shape's S0 [N, 2], or None while the file does not exist yet."""
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        pinned = json.load(handle)
+    if int(pinned.get("image_size", -1)) != image_size:
+        raise ValueError(f"augment.mean_shape: {path} pins S0 for {pinned.get('image_size')} px "
+                         f"crops, augment.image_size is {image_size}")
+    return np.asarray(pinned["mean_shape"], np.float32).reshape(-1, 2)
+
+
+def pin_mean_shape(path: str, mean_shape, image_size: int, computed_by: str) -> None:
+    """Writes augment.mean_shape's file once; an existing one is never replaced."""
+    if tf.io.gfile.exists(path):
+        return
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    with tf.io.gfile.GFile(path + ".tmp", "w") as handle:
+        json.dump({"image_size": int(image_size), "computed_by": computed_by,
+                   "mean_shape": np.asarray(mean_shape, np.float64).tolist()}, handle)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=False)
