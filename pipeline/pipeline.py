@@ -13,12 +13,16 @@ from components.augment import spec as augment_spec
 from components.augment.component import Augment
 from components.baseline_resolver import spec as resolver_spec
 from components.baseline_resolver.strategy import LatestBlessedOtherModelStrategy
+from components.drift_check import spec as drift_spec
+from components.drift_check.component import DriftCheck
 from components.landmark_evaluator import spec as evaluator_spec
 from components.landmark_evaluator.component import LandmarkEvaluator
 from components.landmark_example_gen import spec as example_gen_spec
 from components.landmark_example_gen.component import LandmarkExampleGen
+from components.span_resolver import spec as span_spec
+from components.span_resolver import strategy as span_strategy
 from facealign.core import config as config_lib
-from facealign.core import splits
+from facealign.core import spans, splits
 from facealign.core.config import ClusterSection, Config
 
 RUN_FN = "trainer.run.run_fn"
@@ -79,6 +83,32 @@ def warm_start_resolver(cfg: Config):
     ).with_id("warm_start_model_resolver")
 
 
+def spanned(cfg: Config) -> bool:
+    """Whether a source arrives in spans ({SPAN} in its root)."""
+    return any(spans.is_spanned(s) for s in source_entries(cfg))
+
+
+def check_kubeflow(cfg: Config) -> None:
+    """What the Kubeflow V2 compiler cannot express, refused with the key to change.
+
+    It runs custom drivers of TFX's own ExampleGen only, and translates only TFX's
+    LatestArtifactStrategy and LatestBlessedModelStrategy: a rolling window of spans and
+    a fixed evaluation set need custom resolvers, and the drift check the previous span's
+    statistics. There each run reads the span its `span` runtime parameter names.
+    """
+    if cfg.data.range.rolling_window > 1:
+        raise config_lib.ConfigError("data.range.rolling_window: must be 1 for Kubeflow V2 "
+                                     "(its compiler has no resolver for a rolling range)")
+    if cfg.evaluator.evaluation_set != "this_run":
+        raise config_lib.ConfigError("evaluator.evaluation_set: must be this_run for Kubeflow "
+                                     "V2 (its compiler has no resolver for a fixed set)")
+
+
+def span_resolver(node_id: str, channel, strategy, **settings):
+    return tfx.dsl.Resolver(strategy_class=strategy, config=settings,
+                            **{span_spec.ARTIFACTS_KEY: channel}).with_id(node_id)
+
+
 def vertex_training_config(cluster: ClusterSection, image: str | None) -> dict:
     """trainer.cluster as the custom_config of TFX's Google Cloud Trainer (a Vertex AI job).
 
@@ -107,19 +137,59 @@ def create_components(cfg: Config, kubeflow: bool = False,
                       trainer_image: str | None = None) -> list:
     """The pipeline's components; kubeflow with trainer.cluster: the Trainer runs on Vertex AI
     in trainer_image."""
+    if kubeflow:
+        check_kubeflow(cfg)
+    # The span: data.range.span here; on Kubeflow a runtime parameter of each run.
+    requested_span = (tfx.dsl.experimental.RuntimeParameter(
+        name="span", ptype=int, default=cfg.data.range.span) if kubeflow
+        else cfg.data.range.span)
     example_gen = LandmarkExampleGen(sources=source_entries(cfg), eval_count=cfg.data.eval_count,
-                                     seed=cfg.data.seed, on_error=cfg.data.on_error)
+                                     eval_fraction=cfg.data.eval_fraction, seed=cfg.data.seed,
+                                     on_error=cfg.data.on_error, requested_span=requested_span)
     raw_examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
     statistics_gen = tfx.components.StatisticsGen(examples=raw_examples)
+    statistics = statistics_gen.outputs["statistics"]
     # The schema is inferred from the training split only, so eval and test
-    # are validated against what the model will be trained on.
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True,
+    # are validated against what the model will be trained on; with spans, from the first
+    # span's, kept for every later one (span_strategy.EarliestArtifactStrategy).
+    schema_gen = tfx.components.SchemaGen(statistics=statistics, infer_feature_shape=True,
                                           exclude_splits=["eval", "test"])
+    schema = schema_gen.outputs["schema"]
+    with_spans = spanned(cfg) and not kubeflow
+    first_schema = span_resolver(span_spec.FIRST_SCHEMA_ID, schema,
+                                 span_strategy.EarliestArtifactStrategy) if with_spans else None
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics,
+        schema=first_schema.outputs[span_spec.ARTIFACTS_KEY] if with_spans else schema)
+    # With spans: this span against the previous one (validation.drift), before Augment.
+    earlier_statistics = drift = None
+    if with_spans:
+        earlier_statistics = span_resolver(span_spec.EARLIER_STATISTICS_ID, statistics,
+                                           span_strategy.EveryArtifactStrategy)
+        drift = DriftCheck(statistics=statistics, thresholds=cfg.validation.drift,
+                           accept_drift=cfg.validation.accept_drift,
+                           earlier_statistics=earlier_statistics.outputs[span_spec.ARTIFACTS_KEY])
     augment = Augment(examples=raw_examples, settings=cfg.augment,
-                      anomalies=example_validator.outputs["anomalies"])
+                      anomalies=example_validator.outputs["anomalies"],
+                      mean_shape_file=(str(cfg.resolve(cfg.augment.mean_shape))
+                                       if cfg.augment.mean_shape else None),
+                      drift=drift.outputs[drift_spec.DRIFT_KEY] if drift else None)
+    crops = augment.outputs[augment_spec.CANONICAL_EXAMPLES_KEY]
+    # The Trainer's examples: this span's crops, or those of the last spans (each cropped
+    # once, in the run that ingested it).
+    training_spans = span_resolver(
+        span_spec.TRAINING_SPANS_ID, crops, span_strategy.RollingSpansStrategy,
+        window=cfg.data.range.rolling_window) if cfg.data.range.rolling_window > 1 else None
+    train_examples = training_spans.outputs[span_spec.ARTIFACTS_KEY] if training_spans else crops
+    # The Evaluator's faces: this run's held-out faces, or a set fixed across spans.
+    evaluation_spans = None
+    if cfg.evaluator.evaluation_set != "this_run":
+        evaluation_spans = span_resolver(
+            span_spec.EVALUATION_SPANS_ID, raw_examples, span_strategy.EvaluationSpansStrategy,
+            pinned_span=(cfg.evaluator.pinned_span if cfg.evaluator.pinned_span is not None
+                         else -1))
+    evaluation_examples = (evaluation_spans.outputs[span_spec.ARTIFACTS_KEY]
+                           if evaluation_spans else raw_examples)
     # tuner.enabled: a KerasTuner sweep (trainer/tuning.py) on the same data; the
     # Trainer then trains with its best hyperparameters (trainer/run.py).
     tuner = tfx.components.Tuner(
@@ -133,7 +203,7 @@ def create_components(cfg: Config, kubeflow: bool = False,
     warm_start = warm_start_resolver(cfg)
     trainer_args = dict(
         run_fn=RUN_FN,
-        examples=augment.outputs[augment_spec.CANONICAL_EXAMPLES_KEY],
+        examples=train_examples,
         transform_graph=augment.outputs[augment_spec.CANONICAL_FRAME_KEY],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
@@ -150,18 +220,21 @@ def create_components(cfg: Config, kubeflow: bool = False,
     # Scored through the serving signature on the held-out raw faces (photo + detector
     # box), as a TF Serving client calls the model; not on Augment's crops.
     evaluator = LandmarkEvaluator(
-        examples=raw_examples, model=trainer.outputs["model"],
+        examples=evaluation_examples, model=trainer.outputs["model"],
         baseline_model=(baseline.outputs[resolver_spec.MODEL_KEY]
                         if cfg.evaluator.compare_to_baseline else None),
         split=evaluation_split(cfg), max_nme=cfg.evaluator.max_nme,
-        failure_threshold=cfg.evaluator.failure_threshold)
+        failure_threshold=cfg.evaluator.failure_threshold,
+        tolerance_absolute=cfg.evaluator.tolerance.absolute,
+        tolerance_relative=cfg.evaluator.tolerance.relative)
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs[evaluator_spec.BLESSING_KEY],
         base_directory=str(cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name))
     # In the order they run; the optional ones (None) where they sit in that order.
-    nodes = [example_gen, statistics_gen, schema_gen, example_validator, augment, tuner,
-             warm_start, trainer, baseline if cfg.evaluator.compare_to_baseline else None,
+    nodes = [example_gen, statistics_gen, schema_gen, first_schema, example_validator,
+             earlier_statistics, drift, augment, training_spans, tuner, warm_start, trainer,
+             baseline if cfg.evaluator.compare_to_baseline else None, evaluation_spans,
              evaluator, pusher]
     return [node for node in nodes if node is not None]
 

@@ -111,18 +111,21 @@ def expected_summary(samples, mean_shape, offset, subset=None) -> dict:
     return metrics.summary(predicted, truth, THRESHOLD)
 
 
-def evaluate(setup, name: str, tag: str, baseline: str | None = None, max_nme: float = 100.0):
+def evaluate(setup, name: str, tag: str, baseline: str | None = None, max_nme: float = 100.0,
+             tolerance=(0.05, 0.01), examples=None):
     tmp = setup["tmp"] / f"run_{tag}"
     evaluation_artifact = standard_artifacts.ModelEvaluation()
     evaluation_artifact.uri = str(tmp / "evaluation")
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp / "blessing")
-    inputs = {"examples": [setup["examples"]], "model": [setup["models"][name]]}
+    inputs = {"examples": examples or [setup["examples"]], "model": [setup["models"][name]]}
     if baseline is not None:
         inputs["baseline_model"] = [setup["models"][baseline]]
     executor.Executor().Do(inputs, {"evaluation": [evaluation_artifact], "blessing": [blessing]},
                            {"split": "eval", "max_nme": max_nme,
-                            "failure_threshold": THRESHOLD})
+                            "failure_threshold": THRESHOLD,
+                            "tolerance_absolute": tolerance[0],
+                            "tolerance_relative": tolerance[1]})
     report = json.loads((tmp / "evaluation" / executor.METRICS_FILE).read_text())
     return report, blessing
 
@@ -242,22 +245,76 @@ def test_missing_split_is_a_clear_error(setup, tmp_path):
         executor.split_files(examples, "test")
 
 
+def test_per_face_errors_are_kept_for_both_models(setup):
+    report, _ = evaluate(setup, "shifted", "per_face", baseline="zero")
+    errors = evaluation.read_face_errors(
+        str(setup["tmp"] / "run_per_face" / "evaluation" / executor.FACE_ERRORS_FILE))
+    assert len(errors["face_id"]) == report["metrics"]["all"]["count"]
+    assert errors["candidate"].mean() == pytest.approx(
+        report["metrics"]["all"]["nme_inter_ocular"], rel=1e-5)
+    assert errors["baseline"].mean() == pytest.approx(
+        report["baseline"]["metrics"]["all"]["nme_inter_ocular"], rel=1e-5)
+    paired = report["paired"]
+    assert paired["mean"] == pytest.approx((errors["candidate"] - errors["baseline"]).mean())
+    assert paired["low"] <= paired["mean"] <= paired["high"]
+    assert f"{paired['mean']:+.3f} points" in report["reason"]
+
+
+def test_a_worse_model_within_a_wide_tolerance_is_blessed(setup):
+    """The tolerance is what a noisy equal model needs; a wide one lets the shift pass."""
+    report, _ = evaluate(setup, "shifted", "tolerant", baseline="zero", tolerance=(50.0, 0.0))
+    assert report["paired"]["mean"] > 0 and report["blessed"] is True
+
+
+def test_faces_of_several_spans_are_scored_once_each(setup):
+    report, _ = evaluate(setup, "zero", "two_spans",
+                         examples=[setup["examples"], setup["examples"]])
+    single, _ = evaluate(setup, "zero", "one_span")
+    assert report["metrics"]["all"]["count"] == single["metrics"]["all"]["count"]
+    assert len(report["examples"]) == 2 * len(single["examples"])
+
+
 # --- decide ------------------------------------------------------------------------------
+
+def paired_for(candidate: float, baseline: float, tolerance: float = 0.05) -> dict:
+    """compare() of two constant error vectors: the difference is exact."""
+    return evaluation.compare(np.full(12, candidate), np.full(12, baseline), tolerance, 0.0)
+
 
 @pytest.mark.parametrize("current, max_nme, baseline, blessed, words", [
     (5.0, 10.0, None, True, "<= 10.000%"),
     (10.0, 10.0, None, True, "<= 10.000%"),
     (10.001, 10.0, None, False, "above the threshold"),
     (float("nan"), 10.0, None, False, "above the threshold"),
-    (5.0, 10.0, 4.0, False, "worse than the blessed baseline's 4.000%"),
-    (5.0, 10.0, 5.0, True, "baseline 5.000%"),
+    (5.0, 10.0, 4.0, False, "worse than the blessed baseline's: baseline 4.000%"),
+    (5.0, 10.0, 5.0, True, "baseline 5.000%; paired difference +0.000"),
     (5.0, 10.0, 6.0, True, "baseline 6.000%"),
+    (5.04, 10.0, 5.0, True, "paired difference +0.040 points"),   # within 0.05
+    (5.06, 10.0, 5.0, False, "tolerance 0.050"),
     (12.0, 10.0, 20.0, False, "above the threshold"),
 ])
 def test_decide(current, max_nme, baseline, blessed, words):
-    ok, reason = evaluation.decide(current, max_nme, baseline)
+    ok, reason = evaluation.decide(current, max_nme,
+                                   None if baseline is None else paired_for(current, baseline))
     assert ok is blessed
     assert words in reason
+
+
+def test_the_tolerance_is_the_larger_of_absolute_and_relative():
+    errors = np.full(8, 20.0)
+    assert evaluation.compare(errors, errors, 0.05, 0.01)["tolerance"] == pytest.approx(0.2)
+    assert evaluation.compare(errors, errors, 0.5, 0.01)["tolerance"] == pytest.approx(0.5)
+
+
+def test_two_equal_models_differing_by_noise_are_not_refused():
+    """The demo's case: two identical runs scored 19.767% and 19.770%. Per face, the
+    differences are noise around zero, within the default tolerance."""
+    rng = np.random.default_rng(1)
+    baseline = rng.gamma(4.0, 5.0, size=12)
+    candidate = baseline + rng.normal(0, 0.01, size=12)
+    paired = evaluation.compare(candidate, baseline, 0.05, 0.01)
+    assert paired["low"] < 0.03 and paired["within_tolerance"]
+    assert evaluation.decide(float(candidate.mean()), 100.0, paired)[0] is True
 
 
 def test_headline_nme_falls_back_to_box_diagonal():
@@ -310,7 +367,8 @@ def test_evaluator_and_the_evaluate_command_agree_on_the_same_faces(demo_data, t
         beam_pipeline_args=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
         tmp_dir=str(tmp_path / "tmp"))).Do(
         {}, {"examples": [raw]},
-        {"sources": json.dumps(sources), "eval_count": 0, "seed": 0, "on_error": "skip"})
+        {"sources": json.dumps(sources), "eval_count": 0, "seed": 0, "on_error": "skip",
+         "eval_fraction": 0.0, "requested_span": -1})
 
     evaluation_artifact = standard_artifacts.ModelEvaluation()
     evaluation_artifact.uri = str(tmp_path / "evaluation")

@@ -136,3 +136,22 @@ def test_aan_config_takes_the_names_and_the_legacy_ones():
                         / "aan-300w-1795285831-config.json").read_text())
     assert saved["model"]["aan"]["normalization"] == "corners"
     assert config_lib.from_dict(saved).model.aan.normalization == "inter_ocular"
+
+
+def test_paired_difference_against_a_numpy_bootstrap():
+    rng = np.random.default_rng(3)
+    a, b = rng.gamma(3.0, 1.0, 40), rng.gamma(3.0, 1.0, 40)
+    result = metrics.paired_difference(a, b, resamples=500, seed=7)
+    draws = np.random.default_rng(7).integers(0, 40, size=(500, 40))
+    means = np.array([(a[d] - b[d]).mean() for d in draws])
+    assert result["mean"] == pytest.approx((a - b).mean())
+    assert result["low"] == pytest.approx(np.quantile(means, 0.025))
+    assert result["high"] == pytest.approx(np.quantile(means, 0.975))
+    assert result["faces"] == 40
+
+
+def test_a_constant_paired_difference_has_no_spread():
+    result = metrics.paired_difference(np.full(5, 3.0), np.full(5, 2.5))
+    assert result["mean"] == result["low"] == result["high"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="equal-length"):
+        metrics.paired_difference(np.ones(3), np.ones(4))

@@ -42,3 +42,36 @@ def test_without_baseline_comparison_no_resolver(tmp_path):
     _, tasks = _tasks(out)
     assert COMPONENTS <= set(tasks)
     assert not any(name.startswith("latest_blessed") for name in tasks)
+
+
+def spanned_config(tmp_path, *lines) -> pathlib.Path:
+    """pipeline.yaml with its demo source read as spans of arrivals/."""
+    text = (REPO / "pipeline.yaml").read_text().replace(
+        "root: demo_data/300w\n", f'root: "{tmp_path}/arrivals/{{SPAN}}"\n').replace(
+        "boxes: [demo_data/300w/boxes.csv]", f'boxes: ["{tmp_path}/arrivals/{{SPAN}}/boxes.csv"]'
+    ).replace("  eval_count: 12 ", "  eval_fraction: 0.2 ")
+    path = tmp_path / "spans.yaml"
+    path.write_text(text + "\n".join(lines) + "\n")
+    return path
+
+
+def test_the_kubeflow_spec_takes_the_span_as_a_runtime_parameter(tmp_path):
+    out = tmp_path / "pipeline.json"
+    assert cli.main(["compile", "--config", str(spanned_config(tmp_path)), "--output",
+                     str(out), "--pipeline-root", "gs://bucket/root"]) == 0
+    spec, tasks = _tasks(out)
+    assert spec["root"]["inputDefinitions"]["parameters"]["span"] == {"type": "INT"}
+    example_gen = tasks["LandmarkExampleGen"]["inputs"]["parameters"]["requested_span"]
+    assert example_gen["componentInputParameter"] == "span"
+    # no drift check there: it needs a custom resolver of the previous span's statistics
+    assert "DriftCheck" not in tasks
+
+
+def test_kubeflow_refuses_what_its_compiler_cannot_resolve(tmp_path, capsys):
+    config = spanned_config(tmp_path)
+    for override, key in [("data.range.rolling_window=3", "data.range.rolling_window"),
+                          ("evaluator.evaluation_set=all_spans", "evaluator.evaluation_set")]:
+        code = cli.main(["compile", "--config", str(config), "--output",
+                         str(tmp_path / "p.json"), "--set", override])
+        assert code == 2
+        assert f"{key}: must be" in capsys.readouterr().err

@@ -13,6 +13,7 @@ figures that bless a model are the ones its clients get.
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from facealign.core import metrics
+from facealign.core.examples import RAW_FACE_ID
 from facealign.core.model_format import TF_EXAMPLE  # raw tf.Examples in, as served
 from facealign.core.raw_example import parse_example
 
@@ -124,11 +126,68 @@ def headline_errors(predictions: Predictions) -> np.ndarray:
     return metrics.face_errors(predictions.predicted, predictions.ground_truth, normalization)
 
 
-def decide(current: float, max_nme: float, baseline: float | None) -> tuple[bool, str]:
-    """(blessed, reason): the headline NME at most max_nme and not worse than the baseline's."""
+def compare(candidate_errors: np.ndarray, baseline_errors: np.ndarray,
+            absolute: float, relative: float) -> dict:
+    """The paired comparison a blessing rests on (per-face errors in percent): the mean
+    difference with its bootstrap interval, the tolerance (the larger of `absolute` points
+    and `relative` of the baseline's NME) and whether the difference is within it."""
+    paired = metrics.paired_difference(candidate_errors, baseline_errors)
+    baseline_nme = float(np.mean(baseline_errors))
+    tolerance = max(absolute, relative * baseline_nme)
+    return {**paired, "baseline_nme": baseline_nme, "tolerance": tolerance,
+            "tolerance_absolute": absolute, "tolerance_relative": relative,
+            "within_tolerance": paired["mean"] <= tolerance}
+
+
+def decide(current: float, max_nme: float, paired: dict | None = None) -> tuple[bool, str]:
+    """(blessed, reason): the headline NME at most max_nme and, against a baseline, the mean
+    paired difference on the same faces within the tolerance (compare): an equal model is
+    not refused for noise, a worse one is."""
     if not current <= max_nme:  # also refuses NaN
         return False, f"NME {current:.3f}% is above the threshold {max_nme:.3f}%"
-    if baseline is not None and current > baseline:
-        return False, f"NME {current:.3f}% is worse than the blessed baseline's {baseline:.3f}%"
-    against = "" if baseline is None else f", baseline {baseline:.3f}%"
-    return True, f"NME {current:.3f}% <= {max_nme:.3f}%{against}"
+    if paired is None:
+        return True, f"NME {current:.3f}% <= {max_nme:.3f}%"
+    against = (f"baseline {paired['baseline_nme']:.3f}%; paired difference "
+               f"{paired['mean']:+.3f} points ({100 * paired['confidence']:.0f}% CI "
+               f"{paired['low']:+.3f}..{paired['high']:+.3f}, {paired['faces']} faces), "
+               f"tolerance {paired['tolerance']:.3f}")
+    if not paired["within_tolerance"]:
+        return False, f"NME {current:.3f}% is worse than the blessed baseline's: {against}"
+    return True, f"NME {current:.3f}% <= {max_nme:.3f}%, {against}"
+
+
+FACE_ERRORS_COLUMNS = ("face_id", "subset", "candidate", "baseline")
+
+
+def write_face_errors(path: str, predictions: Predictions, candidate: np.ndarray,
+                      baseline: np.ndarray | None) -> None:
+    """One row a face: its id, subset and headline error (percent) under both models."""
+    with tf.io.gfile.GFile(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FACE_ERRORS_COLUMNS)
+        for i, face_id in enumerate(predictions.face_ids):
+            writer.writerow([face_id, predictions.subsets[i], f"{candidate[i]:.6f}",
+                             "" if baseline is None else f"{baseline[i]:.6f}"])
+
+
+def read_face_errors(path: str) -> dict:
+    """{"face_id": [...], "subset": [...], "candidate": array, "baseline": array or None}."""
+    with tf.io.gfile.GFile(path) as handle:
+        rows = list(csv.DictReader(handle))
+    has_baseline = bool(rows) and rows[0]["baseline"] != ""
+    return {"face_id": [r["face_id"] for r in rows], "subset": [r["subset"] for r in rows],
+            "candidate": np.array([float(r["candidate"]) for r in rows]),
+            "baseline": np.array([float(r["baseline"]) for r in rows]) if has_baseline
+            else None}
+
+
+def unique_faces(serialized_examples: Iterable[bytes]) -> Iterator[bytes]:
+    """Each face once (by face id, the first met): held-out sets of several spans may
+    share faces (a test source is in every span's examples)."""
+    seen = set()
+    for serialized in serialized_examples:
+        face_id = tf.train.Example.FromString(serialized).features.feature[
+            RAW_FACE_ID].bytes_list.value[0]
+        if face_id not in seen:
+            seen.add(face_id)
+            yield serialized

@@ -1,13 +1,16 @@
 """Scores the trained model, compares it with the last blessed one, blesses.
 
 The model is scored through its `serving_tf_example` signature on the
-held-out split of LandmarkExampleGen's raw faces (evaluation.py): photos and
-detector boxes in, as a TF Serving client sends them, against the annotated
-landmarks in the photos' pixels. A model is blessed when its headline NME
-(inter-ocular for 68 points, box diagonal otherwise, over the evaluated
-split) is at most `max_nme` percent and, when a baseline is given (the latest
-blessed model, resolved through MLMD by the pipeline), not worse than the
-baseline's NME measured here on the same examples. The blessing artifact
+held-out split of LandmarkExampleGen's raw faces (evaluation.py; of one span,
+or of several: each face once): photos and detector boxes in, as a TF
+Serving client sends them, against the annotated landmarks in the photos'
+pixels. A model is blessed when its headline NME (inter-ocular for 68
+points, box diagonal otherwise) is at most `max_nme` percent and, when a
+baseline is given (the latest blessed model, resolved through MLMD by the
+pipeline), its mean paired difference with the baseline on the same faces
+is within the tolerance (evaluation.compare). The per-face errors of both
+are kept (face_errors.csv), so publishing and reports read them instead of
+scoring again. The blessing artifact
 follows the conventions of TFX's own Evaluator (`blessed` custom property,
 BLESSED / NOT_BLESSED file), so the standard Pusher and
 LatestBlessedModelStrategy understand it. The output files' names are in spec.py.
@@ -27,7 +30,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components.landmark_evaluator import evaluation, spec
-from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE, CED_FILE, METRICS_FILE
+from components.landmark_evaluator.spec import (BLESSING_EVALUATION_FILE, CED_FILE,
+                                                FACE_ERRORS_FILE, METRICS_FILE)
 from facealign.core import metrics
 
 
@@ -44,7 +48,7 @@ class Executor(base_executor.BaseExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+        examples = input_dict[spec.EXAMPLES_KEY]
         model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
         baselines = input_dict.get(spec.BASELINE_MODEL_KEY) or []
         evaluation_artifact = artifact_utils.get_single_instance(
@@ -52,28 +56,37 @@ class Executor(base_executor.BaseExecutor):
         blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
         split = exec_properties[spec.SPLIT_KEY]
         threshold = float(exec_properties[spec.FAILURE_THRESHOLD_KEY])
-        files = split_files(examples, split)
+        files = [f for artifact in examples for f in split_files(artifact, split)]
 
-        current = evaluation.predict(path_utils.serving_model_path(model.uri),
-                                     evaluation.read_examples(files))
-        report = {"split": split, "model": model.uri,
+        def faces():
+            return evaluation.unique_faces(evaluation.read_examples(files))
+
+        current = evaluation.predict(path_utils.serving_model_path(model.uri), faces())
+        report = {"split": split, "model": model.uri, "examples": files,
+                  "spans": sorted({a.span for a in examples}),
                   "metrics": evaluation.score(current, threshold)}
-        curves = {"candidate": evaluation.headline_errors(current)}
-        baseline_nme = None
+        candidate_errors = 100 * evaluation.headline_errors(current)
+        curves = {"candidate": candidate_errors / 100}
+        baseline_errors = paired = None
         if baselines and baselines[0].uri != model.uri:
-            base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri),
-                                      evaluation.read_examples(files))
+            base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri), faces())
             report["baseline"] = {"model": baselines[0].uri,
                                   "metrics": evaluation.score(base, threshold)}
-            baseline_nme = metrics.headline_nme(report["baseline"]["metrics"]["all"])
-            curves["baseline"] = evaluation.headline_errors(base)
+            baseline_errors = 100 * evaluation.headline_errors(base)
+            curves["baseline"] = baseline_errors / 100
+            paired = evaluation.compare(candidate_errors, baseline_errors,
+                                        float(exec_properties[spec.TOLERANCE_ABSOLUTE_KEY]),
+                                        float(exec_properties[spec.TOLERANCE_RELATIVE_KEY]))
+            report["paired"] = paired
         nme = metrics.headline_nme(report["metrics"]["all"])
         blessed, reason = evaluation.decide(nme, float(exec_properties[spec.MAX_NME_KEY]),
-                                            baseline_nme)
+                                            paired)
         report["blessed"], report["reason"] = blessed, reason
 
         io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),
                                    json.dumps(report, indent=2))
+        evaluation.write_face_errors(os.path.join(evaluation_artifact.uri, FACE_ERRORS_FILE),
+                                     current, candidate_errors, baseline_errors)
         metrics.plot_ced(curves, os.path.join(evaluation_artifact.uri, CED_FILE), threshold,
                          title=f"CED on split {split!r}")
         self._write_blessing(blessing, model, baselines, blessed, reason)
@@ -82,7 +95,8 @@ class Executor(base_executor.BaseExecutor):
             json.dumps({"split": split, "failure_threshold": threshold,
                         "metrics": report["metrics"], "reason": reason}, indent=1))
         logging.info("Evaluation: %s", json.dumps(report["metrics"]["all"]))
-        print(f"Evaluator: {'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
+        print(f"Evaluator: {len(candidate_errors)} faces of span(s) {report['spans']}; "
+              f"{'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
 
     @staticmethod
     def _write_blessing(blessing, model, baselines, blessed: bool, reason: str) -> None:

@@ -14,8 +14,10 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 SPLIT_KEY = "split"                          # the held-out split scored: "eval" or "test"
 MAX_NME_KEY = "max_nme"                      # percent; the blessing threshold
 FAILURE_THRESHOLD_KEY = "failure_threshold"  # normalised error counted as a failure (AUC range)
+TOLERANCE_ABSOLUTE_KEY = "tolerance_absolute"  # NME points a candidate may lose (evaluator.tolerance)
+TOLERANCE_RELATIVE_KEY = "tolerance_relative"  # ... or this fraction of the baseline's NME
 # Input channels.
-EXAMPLES_KEY = "examples"                    # LandmarkExampleGen's raw faces
+EXAMPLES_KEY = "examples"                    # LandmarkExampleGen's raw faces (of 1+ spans)
 MODEL_KEY = "model"                          # the Trainer's model
 BASELINE_MODEL_KEY = "baseline_model"        # the latest blessed model; optional
 # Output channels.
@@ -25,6 +27,7 @@ BLESSING_KEY = "blessing"
 # Files in the output artifacts.
 METRICS_FILE = "metrics.json"                # evaluation: the full report
 CED_FILE = "ced.png"                         # evaluation: candidate (and baseline) CED curves
+FACE_ERRORS_FILE = "face_errors.csv"         # evaluation: each face's error under both models
 # Beside the blessing marker: the figures the Pusher writes into the pushed model's metadata.
 BLESSING_EVALUATION_FILE = "evaluation.json"
 
@@ -34,6 +37,8 @@ class LandmarkEvaluatorSpec(types.ComponentSpec):
         SPLIT_KEY: ExecutionParameter(type=str),
         MAX_NME_KEY: ExecutionParameter(type=float),
         FAILURE_THRESHOLD_KEY: ExecutionParameter(type=float),
+        TOLERANCE_ABSOLUTE_KEY: ExecutionParameter(type=float),
+        TOLERANCE_RELATIVE_KEY: ExecutionParameter(type=float),
     }
     INPUTS = {
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -171,3 +171,20 @@ def plot_ced(errors_by_label: dict[str, np.ndarray], path, threshold: float = 0.
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def paired_difference(candidate, baseline, resamples: int = 2000, seed: int = 0,
+                      confidence: float = 0.95) -> dict:
+    """Mean of candidate - baseline over the same faces, with a bootstrap confidence interval
+    (faces resampled with replacement, pairs kept together): what blessing compares, so that
+    two models are told apart by their differences on each face, not by two noisy means."""
+    a, b = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"need two equal-length 1-D error arrays, got {a.shape} and {b.shape}")
+    differences = a - b
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    means = differences[draws].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"mean": float(differences.mean()), "low": float(low), "high": float(high),
+            "faces": int(len(a)), "confidence": confidence}
