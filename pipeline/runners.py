@@ -7,9 +7,12 @@ import os
 import pathlib
 import socket
 
+from absl import logging
 from tfx import v1 as tfx
 
+from facealign.core import faults
 from facealign.core.config import Config, ConfigError
+from pipeline import run_lock
 from pipeline.pipeline import create_pipeline
 
 DEFAULT_IMAGE = "facealign:latest"
@@ -73,12 +76,30 @@ def check_mysql_store(cfg: Config, connection_config) -> None:
             f"or may not let it create database {mysql.database!r}: {exc}") from None
 
 
-def run_local(cfg: Config) -> None:
+def run_local(cfg: Config, wait_for_lock_s: float = 0) -> None:
+    """Runs the pipeline here, holding its run lock (pipeline/run_lock.py): a second run on
+    the same root or MySQL pipeline waits wait_for_lock_s seconds, then RunLockedError.
+
+    With FACEALIGN_FAULT naming a node (facealign/core/faults.py), the process kills itself
+    once that node's executor has returned, before MLMD records it.
+    """
+    mysql = cfg.pipeline.mysql
     connection = metadata_connection_config(cfg)
-    if cfg.pipeline.mysql is not None:
+    if mysql is not None:
         check_mysql_store(cfg, connection)
-    pipeline = create_pipeline(cfg, metadata_connection_config=connection)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    root = cfg.pipeline.root if "://" in cfg.pipeline.root else cfg.resolve(cfg.pipeline.root)
+    password = os.environ.get(mysql.password_env) if mysql and mysql.password_env else None
+    with run_lock.hold(root, mysql, password, cfg.pipeline.name, wait_for_lock_s) as unlocked:
+        for warning in unlocked:
+            logging.warning("%s", warning)
+        pipeline = create_pipeline(cfg, metadata_connection_config=connection)
+        fault = faults.target()
+        for component in pipeline.components if fault else []:
+            executor_class = getattr(getattr(component, "executor_spec", None),
+                                     "executor_class", None)
+            if component.id == fault[0] and executor_class is not None:
+                faults.kill_after_do(executor_class, component.id)
+        tfx.orchestration.LocalDagRunner().run(pipeline)
 
 
 def compile_kubeflow_v2(cfg: Config, output: str, image: str = DEFAULT_IMAGE,

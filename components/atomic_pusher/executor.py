@@ -29,6 +29,7 @@ from tfx.utils import io_utils, proto_utils
 
 from components.atomic_pusher import push, spec
 from components.landmark_evaluator.spec import BLESSING_EVALUATION_FILE
+from facealign.core import faults
 
 
 def _blessing_evaluation(input_dict) -> dict | None:
@@ -64,5 +65,6 @@ class Executor(pusher_executor.Executor):
                                                   _blessing_evaluation(input_dict),
                                                   push.measured_batching_parameters(model_path))
         logging.info("Model version %s published at %s", version, serving_path)
+        faults.reached(self._context, "after_version")  # served, yet not in MLMD
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

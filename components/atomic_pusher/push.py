@@ -6,6 +6,10 @@ filesystem; on an object store, which has no rename, saved_model.pb is
 copied last. The copy's metadata gets the Evaluator's figures and, beside it,
 TF Serving's batching parameters timed on this machine (batch_timing.py).
 The Pusher's executor and `facealign publish` call these.
+
+A model is pushed once: a run killed after its version appeared but before MLMD recorded
+the push runs the Pusher again, which finds the version holding the same files (the
+push's own additions under assets.extra aside) and reports it instead of copying again.
 """
 from __future__ import annotations
 
@@ -86,10 +90,56 @@ def next_version(base_directory: str) -> str:
     return str(version)
 
 
+def _model_files(model_dir: str) -> list[str]:
+    """The model's files, relative, variables first (where two models differ soonest);
+    assets.extra is left out: the push adds the evaluation and batching parameters there."""
+    files = []
+    for folder, _, names in fileio.walk(model_dir):
+        relative = os.path.relpath(folder, model_dir)
+        for name in names:
+            files.append(os.path.normpath(os.path.join(relative, name)))
+    files = [f for f in files if f.split(os.sep)[0] != model_format.EXTRA_DIR]
+    return sorted(files, key=lambda f: (not f.startswith("variables"), f))
+
+
+def _same_bytes(first: str, second: str, chunk: int = 1 << 20) -> bool:
+    with fileio.open(first, "rb") as a, fileio.open(second, "rb") as b:
+        while True:
+            block = a.read(chunk)
+            if block != b.read(chunk):
+                return False
+            if not block:
+                return True
+
+
+def version_holding(model_path: str, base_directory: str) -> str | None:
+    """The version under base_directory that holds this very model, or None. Compares the
+    files themselves (two models differ within the first block of their variables), so
+    it needs no record of its own and knows the versions pushed before it existed."""
+    if not fileio.exists(base_directory):
+        return None
+    files = _model_files(model_path)
+    names = [n.strip("/") for n in fileio.listdir(base_directory)]
+    for version in sorted((n for n in names if n.isdigit()), key=int, reverse=True):
+        folder = os.path.join(base_directory, version)
+        if _model_files(folder) == files and all(
+                _same_bytes(os.path.join(model_path, f), os.path.join(folder, f))
+                for f in files):
+            return version
+    return None
+
+
 def push_version(model_path: str, base_directory: str, evaluation: dict | None = None,
                  batching: str | None = None) -> tuple[str, str]:
     """(version, folder): the model pushed as the next version under base_directory, with
-    its evaluation and batching parameters text."""
+    its evaluation and batching parameters text; the version that already holds it when
+    it was pushed before."""
+    pushed = version_holding(model_path, base_directory)
+    if pushed is not None:
+        serving_path = os.path.join(base_directory, pushed)
+        print(f"Pusher: {model_path} is already served as version {pushed} "
+              f"({serving_path}); not pushed again", flush=True)
+        return pushed, serving_path
     version = next_version(base_directory)
     if _is_local(base_directory):
         return version, publish_atomically(model_path, base_directory, version, evaluation,

@@ -20,7 +20,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.augment import anomalies, canonical_crops, spec
-from facealign.core import canonical, frame_io, raw_example
+from facealign.core import canonical, faults, frame_io, raw_example
 
 FILE_PREFIX = "data_tfrecord"
 
@@ -73,6 +73,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 frame_artifact.uri, size, float(exec_properties[spec.FACE_FRACTION_KEY]), config,
                 pinned_mean_shape=pinned)
 
+        faults.reached(self._context, "after_crops")  # the payload format not yet set
         examples_utils.set_payload_format(out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(out, "tfrecords_gzip")
         frame = frame_io.read_frame(frame_artifact.uri)

@@ -32,7 +32,7 @@ from tfx.utils import io_utils, path_utils
 from components.landmark_evaluator import evaluation, spec
 from components.landmark_evaluator.spec import (BLESSING_EVALUATION_FILE, CED_FILE,
                                                 FACE_ERRORS_FILE, METRICS_FILE)
-from facealign.core import metrics
+from facealign.core import faults, metrics
 
 
 def split_files(examples: types.Artifact, split: str) -> list[str]:
@@ -89,6 +89,7 @@ class Executor(base_executor.BaseExecutor):
                                      current, candidate_errors, baseline_errors)
         metrics.plot_ced(curves, os.path.join(evaluation_artifact.uri, CED_FILE), threshold,
                          title=f"CED on split {split!r}")
+        faults.reached(self._context, "before_blessing")  # metrics written, no blessing
         self._write_blessing(blessing, model, baselines, blessed, reason)
         io_utils.write_string_file(
             os.path.join(blessing.uri, BLESSING_EVALUATION_FILE),

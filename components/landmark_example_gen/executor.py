@@ -22,6 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.landmark_example_gen import driver, spec
+from facealign.core import faults
 from facealign.core import splits as splitting
 from facealign.core.data import sources as data_sources
 from facealign.core.raw_example import face_dict, face_to_example
@@ -68,6 +69,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                       FILE_PREFIX),
                          file_name_suffix=".gz"))
 
+        faults.reached(self._context, "after_examples")  # the report not yet written
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         counts = {s: sum(face["split"] == s for face in faces) for s in split_names}

@@ -12,6 +12,10 @@ def add_parser(sub) -> None:
     run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner; MLMD in "
                                      "SQLite, or on MySQL / MariaDB with pipeline.mysql)")
     add_config_arguments(run)
+    run.add_argument("--wait-for-lock", type=float, default=0, metavar="SECONDS",
+                     help="when another run holds this pipeline (same root, or same "
+                          "pipeline.mysql database and name), wait up to SECONDS for it to "
+                          "end; default: stop at once with exit code 2")
     run.set_defaults(handler=run_pipeline)
 
     comp = sub.add_parser("compile", help="compile the pipeline for an orchestrator")
@@ -32,10 +36,15 @@ def run_pipeline(args) -> int:
     started = time.monotonic()
     print(f"facealign run: pipeline {cfg.pipeline.name!r}, root {cfg.resolve(cfg.pipeline.root)}",
           flush=True)
+    if args.wait_for_lock < 0:
+        raise UserError(f"--wait-for-lock: {args.wait_for_lock:g} s; give 0 or more")
     try:
-        runners.run_local(cfg)
+        runners.run_local(cfg, wait_for_lock_s=args.wait_for_lock)
     except runners.MetadataStoreError as exc:
         raise UserError(str(exc)) from None
+    except runners.run_lock.RunLockedError as exc:
+        hint = "" if args.wait_for_lock else "; --wait-for-lock SECONDS waits for it"
+        raise UserError(f"{exc}{hint}") from None
     print(f"facealign run: finished in {time.monotonic() - started:.0f} s; models under "
           f"{cfg.resolve(cfg.serving.base_dir) / cfg.serving.model_name}", flush=True)
     return 0
