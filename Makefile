@@ -8,7 +8,7 @@ COMPAT_WHEELS := build/compat-wheels
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 COMPAT := $(wildcard compat/glibc239/*.py compat/glibc239/shim.*)
 
-.PHONY: setup demo lint test test-fast clean mariadb peers browser
+.PHONY: setup demo lint test test-fast clean mariadb peers browser airflow
 
 setup: $(STAMP)
 
@@ -32,7 +32,7 @@ lint: setup
 # pipeline runs are mostly one busy Python thread, so the suite takes about half as long
 # on 2 cores (42 -> 21 min, Zen 3). --durations: the slowest tests, to keep CI (install
 # included) under 30 min.
-test: setup mariadb peers browser
+test: setup mariadb peers browser airflow
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # The quick part, for iterating: no pipeline runs, nothing marked slow.
@@ -46,6 +46,15 @@ peers: $(PEERS_STAMP)
 
 $(PEERS_STAMP): $(STAMP)
 	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -e '.[peers]'
+	@touch $@
+
+# Apache Airflow, for `facealign compile --target airflow` and tests/test_airflow.py (which runs the
+# compiled DAG with Airflow's dag.test()): setup.py's "airflow" extra, an optional orchestrator.
+AIRFLOW_STAMP := $(VENV)/.facealign-airflow
+airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): $(STAMP)
+	$(PIP) install --quiet --find-links $(COMPAT_WHEELS) -e '.[airflow]'
 	@touch $@
 
 # A real browser for tests/test_browser.py (the try-it page of `facealign serve` and the run

@@ -34,7 +34,10 @@ setuptools.setup(
     # Test-only: Selenium drives Debian's chromium / chromium-driver (`make browser`) for the
     # try-it page's and the run report's browser tests (4.51: 4.52 and later need a certifi
     # newer than the package registry holds).
+    # Orchestrator: `facealign compile --target airflow` writes an Airflow DAG file (TFX's
+    # AirflowDagRunner); Airflow 2.11 needs rich < 14 (requirements.txt pins it).
     extras_require={"peers": ["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0"],
-                    "browser": ["selenium==4.51.0"]},
+                    "browser": ["selenium==4.51.0"],
+                    "airflow": ["apache-airflow>=2.11,<3"]},
     entry_points={"console_scripts": ["facealign=facealign.cli:main"]},
 )

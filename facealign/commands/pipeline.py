@@ -20,12 +20,17 @@ def add_parser(sub) -> None:
 
     comp = sub.add_parser("compile", help="compile the pipeline for an orchestrator")
     add_config_arguments(comp)
-    comp.add_argument("--target", choices=["kubeflow-v2"], default="kubeflow-v2",
-                      help="kubeflow-v2: Kubeflow Pipelines v2 / Vertex AI pipeline spec")
-    comp.add_argument("--output", required=True, help="pipeline spec JSON to write")
+    comp.add_argument("--target", choices=["kubeflow-v2", "airflow"], default="kubeflow-v2",
+                      help="kubeflow-v2: Kubeflow Pipelines v2 / Vertex AI pipeline spec; "
+                           "airflow: an Airflow DAG file (TFX's AirflowDagRunner)")
+    comp.add_argument("--output", required=True,
+                      help="pipeline spec JSON to write (airflow: the DAG .py file)")
     comp.add_argument("--image", default="facealign:latest",
-                      help="container image with facealign installed")
-    comp.add_argument("--pipeline-root", help="remote pipeline root, e.g. gs://bucket/root")
+                      help="kubeflow-v2: container image with facealign installed")
+    comp.add_argument("--pipeline-root",
+                      help="kubeflow-v2: remote pipeline root, e.g. gs://bucket/root")
+    comp.add_argument("--schedule", help="airflow: the DAG's schedule, e.g. @daily or a cron "
+                                         "line (default: none, runs only when triggered)")
     comp.set_defaults(handler=compile_pipeline)
 
 
@@ -51,9 +56,29 @@ def run_pipeline(args) -> int:
 
 
 def compile_pipeline(args) -> int:
-    from pipeline import runners
-
     cfg = config.load(args.config, args.overrides)
-    path = runners.compile_kubeflow_v2(cfg, args.output, args.image, args.pipeline_root)
+    if args.target == "airflow":
+        path = compile_airflow(args, cfg)
+    else:
+        if args.schedule is not None:
+            raise UserError("--schedule is for --target airflow")
+        from pipeline import runners
+
+        path = runners.compile_kubeflow_v2(cfg, args.output, args.image, args.pipeline_root)
     print(f"facealign compile: wrote {path}")
     return 0
+
+
+def compile_airflow(args, cfg: config.Config) -> str:
+    from pipeline import airflow_dag
+
+    if args.pipeline_root is not None:
+        raise UserError("--pipeline-root is for kubeflow-v2; for airflow set the config's "
+                        "root: --set pipeline.root=PATH")
+    if not args.output.endswith(".py"):
+        raise UserError(f"--output {args.output}: Airflow reads DAGs only from .py files")
+    try:
+        return airflow_dag.write_dag_file(args.config, args.overrides, args.output,
+                                          cfg.pipeline.name, args.schedule)
+    except airflow_dag.AirflowMissing as exc:
+        raise UserError(str(exc)) from None
