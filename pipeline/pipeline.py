@@ -104,9 +104,15 @@ def check_kubeflow(cfg: Config) -> None:
                                      "V2 (its compiler has no resolver for a fixed set)")
 
 
-def span_resolver(node_id: str, channel, strategy, **settings):
-    return tfx.dsl.Resolver(strategy_class=strategy, config=settings,
-                            **{span_spec.ARTIFACTS_KEY: channel}).with_id(node_id)
+def span_resolver(node_id: str, producer, output_key: str, strategy, **settings):
+    """A resolver over every artifact `producer` wrote under output_key in this pipeline, in
+    any run (the producer's output channel would give this run's only), after the producer."""
+    every_run = tfx.dsl.Channel(type=producer.outputs[output_key].type,
+                                producer_component_id=producer.id, output_key=output_key)
+    node = tfx.dsl.Resolver(strategy_class=strategy, config=settings,
+                            **{span_spec.ARTIFACTS_KEY: every_run}).with_id(node_id)
+    node.add_upstream_node(producer)
+    return node
 
 
 def vertex_training_config(cluster: ClusterSection, image: str | None) -> dict:
@@ -156,7 +162,7 @@ def create_components(cfg: Config, kubeflow: bool = False,
                                           exclude_splits=["eval", "test"])
     schema = schema_gen.outputs["schema"]
     with_spans = spanned(cfg) and not kubeflow
-    first_schema = span_resolver(span_spec.FIRST_SCHEMA_ID, schema,
+    first_schema = span_resolver(span_spec.FIRST_SCHEMA_ID, schema_gen, "schema",
                                  span_strategy.EarliestArtifactStrategy) if with_spans else None
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics,
@@ -164,8 +170,8 @@ def create_components(cfg: Config, kubeflow: bool = False,
     # With spans: this span against the previous one (validation.drift), before Augment.
     earlier_statistics = drift = None
     if with_spans:
-        earlier_statistics = span_resolver(span_spec.EARLIER_STATISTICS_ID, statistics,
-                                           span_strategy.EveryArtifactStrategy)
+        earlier_statistics = span_resolver(span_spec.EARLIER_STATISTICS_ID, statistics_gen,
+                                           "statistics", span_strategy.EveryArtifactStrategy)
         drift = DriftCheck(statistics=statistics, thresholds=cfg.validation.drift,
                            accept_drift=cfg.validation.accept_drift,
                            earlier_statistics=earlier_statistics.outputs[span_spec.ARTIFACTS_KEY])
@@ -178,14 +184,16 @@ def create_components(cfg: Config, kubeflow: bool = False,
     # The Trainer's examples: this span's crops, or those of the last spans (each cropped
     # once, in the run that ingested it).
     training_spans = span_resolver(
-        span_spec.TRAINING_SPANS_ID, crops, span_strategy.RollingSpansStrategy,
+        span_spec.TRAINING_SPANS_ID, augment, augment_spec.CANONICAL_EXAMPLES_KEY,
+        span_strategy.RollingSpansStrategy,
         window=cfg.data.range.rolling_window) if cfg.data.range.rolling_window > 1 else None
     train_examples = training_spans.outputs[span_spec.ARTIFACTS_KEY] if training_spans else crops
     # The Evaluator's faces: this run's held-out faces, or a set fixed across spans.
     evaluation_spans = None
     if cfg.evaluator.evaluation_set != "this_run":
         evaluation_spans = span_resolver(
-            span_spec.EVALUATION_SPANS_ID, raw_examples, span_strategy.EvaluationSpansStrategy,
+            span_spec.EVALUATION_SPANS_ID, example_gen, example_gen_spec.EXAMPLES_KEY,
+            span_strategy.EvaluationSpansStrategy,
             pinned_span=(cfg.evaluator.pinned_span if cfg.evaluator.pinned_span is not None
                          else -1))
     evaluation_examples = (evaluation_spans.outputs[span_spec.ARTIFACTS_KEY]

@@ -1,10 +1,12 @@
 """Publishing a pushed version into pretrained/<name>, with its model card (`facealign publish`).
 
 Publishing replaces the folder's version (every clone pays for each published
-model in git history), and only when the new model's held-out NME, measured
-through the serving signature on the run's held-out faces (the Evaluator's),
-is at least `min_improvement` (relative) better than the published model's on
-the same faces. The copy's metadata gets the evaluation, as the Pusher writes
+model in git history), and only when the new model's held-out NME is at least
+`min_improvement` (relative) better than the published model's on the same
+faces: the Evaluator's. Both come from the Evaluator's per-face errors where it
+scored them (the candidate always; the published model when it was the
+Evaluator's baseline); a published model the run never met is scored on those
+faces. The copy's metadata gets the evaluation, as the Pusher writes
 it; the CED plot and the training curve go beside the card.
 
 Versions pushed before the exporter stored each weight once (Keras'
@@ -139,6 +141,40 @@ def held_out_examples(root: pathlib.Path) -> list[str]:
     return sorted(str(p) for p in splits[-1].glob("*"))
 
 
+def same_model(version: pathlib.Path, model_uri: str) -> bool:
+    """Whether a version folder holds the Trainer model at model_uri (its metadata, less the
+    evaluation the Pusher added)."""
+    source = pathlib.Path(model_uri) / "Format-Serving"
+    if not (model_format.has_metadata(source) and model_format.has_metadata(version)):
+        return False
+    mine = {k: v for k, v in ModelMetadata.read(version).to_dict().items() if k != "evaluation"}
+    return ModelMetadata.read(source).to_dict() == mine
+
+
+def face_errors_of(root: pathlib.Path, report: dict, evaluation_dir: pathlib.Path,
+                   published: pathlib.Path):
+    """(candidate's per-face errors, published model's, where the latter came from), percent,
+    on the Evaluator's faces."""
+    from components.landmark_evaluator import evaluation
+    from components.landmark_evaluator.spec import FACE_ERRORS_FILE
+
+    path = evaluation_dir / FACE_ERRORS_FILE
+    if not path.is_file():
+        raise PublishError(f"{evaluation_dir}: no {FACE_ERRORS_FILE} (a run before per-face "
+                           "errors were kept): run the pipeline again")
+    errors = evaluation.read_face_errors(str(path))
+    baseline = report.get("baseline")
+    if errors["baseline"] is not None and baseline and same_model(published, baseline["model"]):
+        return errors["candidate"], errors["baseline"], "the Evaluator's baseline"
+    files = report.get("examples") or held_out_examples(root)
+    predictions = evaluation.predict(str(published),
+                                     evaluation.unique_faces(evaluation.read_examples(files)))
+    if predictions.face_ids != errors["face_id"]:
+        raise PublishError(f"{published}: scored on other faces than the Evaluator's")
+    return errors["candidate"], 100 * evaluation.headline_errors(predictions), \
+        "scored on the Evaluator's faces"
+
+
 def measure(model_dir: pathlib.Path, files: list[str], threshold: float) -> dict:
     """{"all": summary, subset: summary}: the model through its serving signature on the faces."""
     return measure_with_errors(model_dir, files, threshold)[0]
@@ -223,16 +259,23 @@ def publish(cfg: config_lib.Config, config_path: str, out, version: str | None =
     flip = cfg.model.flip_average if re_export and cfg.model.flip_average != recorded else None
     out = pathlib.Path(out)
     staged = out.parent / f".{out.name}.staged"
-    threshold = cfg.evaluator.failure_threshold
     if flip is not None:
         report = _reexport_flipped(cfg, version, staged, flip, report)
     ours = headline(report["metrics"])
     published = [p for p in out.iterdir() if p.name.isdigit()] if out.exists() else []
     if published:
-        theirs = headline(measure(published[0], held_out_examples(root), threshold))
+        candidate, theirs_per_face, origin = face_errors_of(root, report, evaluation_dir,
+                                                            published[0])
+        theirs, paired_text = float(theirs_per_face.mean()), ""
+        if flip is None:   # (a re-exported graph was scored again: no per-face errors of it)
+            ours = float(candidate.mean())
+            paired = metrics_lib.paired_difference(candidate, theirs_per_face)
+            paired_text = (f"; paired difference {paired['mean']:+.3f} points (95% CI "
+                           f"{paired['low']:+.3f}..{paired['high']:+.3f})")
         gain = (theirs - ours) / theirs
         print(f"publish: {version.name} {ours:.3f}% against the published {published[0].name} "
-              f"{theirs:.3f}% on the same faces: {100 * gain:+.1f}%")
+              f"{theirs:.3f}% ({origin}) on the same {len(theirs_per_face)} faces: "
+              f"{100 * gain:+.1f}%{paired_text}")
         if gain < min_improvement:
             shutil.rmtree(staged, ignore_errors=True)
             raise PublishError(f"not published: {100 * gain:.1f}% better, "

@@ -74,6 +74,7 @@ class Evaluation:
     blessed: bool | None               # None: no blessing recorded
     reason: str
     missing: str | None = None
+    face_errors: dict | None = None    # face_errors.csv (evaluation.read_face_errors)
 
 
 @dataclasses.dataclass
@@ -295,7 +296,8 @@ def read_models(outputs: list[_Output]) -> list[TrainedModel]:
 def read_evaluations(outputs: list[_Output]) -> list[Evaluation]:
     from tfx.components.evaluator import constants
 
-    from components.landmark_evaluator.spec import CED_FILE, METRICS_FILE
+    from components.landmark_evaluator import evaluation as scoring
+    from components.landmark_evaluator.spec import CED_FILE, FACE_ERRORS_FILE, METRICS_FILE
 
     blessed_key = constants.ARTIFACT_PROPERTY_BLESSED_KEY   # the names the Evaluator writes
     blessings = {o.run: o.artifact for o in reversed(outputs) if o.type_name == "ModelBlessing"
@@ -326,6 +328,9 @@ def read_evaluations(outputs: list[_Output]) -> list[Evaluation]:
             evaluation.missing = str(exc)
         ced = pathlib.Path(uri) / CED_FILE
         evaluation.ced_png = ced if ced.is_file() else None
+        errors = pathlib.Path(uri) / FACE_ERRORS_FILE
+        if errors.is_file():
+            evaluation.face_errors = scoring.read_face_errors(str(errors))
         found.append(evaluation)
     return found
 

@@ -203,12 +203,27 @@ def evaluations_section(history: RunHistory) -> str:
             parts.append(missing(evaluation.missing or "metrics.json"))
         else:
             parts.append(metrics_table(evaluation.report))
+        if evaluation.face_errors is not None and evaluation.face_errors["baseline"] is not None:
+            parts.append(changed_faces_table(evaluation.face_errors))
         if evaluation.ced_png is not None:
             parts.append(f'<img class="ced" alt="CED" src="{png_data_url(evaluation.ced_png)}">')
         else:
             parts.append(missing("ced.png"))
         return "\n".join(parts)
     return folded(history.evaluations, "evaluation", summary, body)
+
+
+def changed_faces_table(errors: dict, count: int = 5) -> str:
+    """The faces the candidate changed most against the baseline (the Evaluator's per-face
+    errors): where a paired difference comes from."""
+    change = errors["candidate"] - errors["baseline"]
+    order = sorted(range(len(change)), key=lambda i: -abs(change[i]))[:count]
+    rows = [[html.escape(errors["face_id"][i]), html.escape(errors["subset"][i]),
+             number(errors["baseline"][i]), number(errors["candidate"][i]),
+             f"{change[i]:+.3f}"] for i in order]
+    return (f"<p>The {len(order)} faces that changed most, of {len(change)} "
+            "(per-face NME, %):</p>" + table(["face", "subset", "baseline", "candidate",
+                                              "change"], rows))
 
 
 def metrics_table(report: dict) -> str:

@@ -172,3 +172,16 @@ def test_the_pipeline_tuners_trials_are_a_table(tmp_path):
         serving=None, sweeps=sweeps))
     assert section.count('<div class="sweep">') == 2
     assert "0.0003" in section and "no trials" in section
+
+
+def test_the_faces_that_changed_most_come_from_the_per_face_errors():
+    import numpy as np
+
+    from pipeline import run_report
+
+    errors = {"face_id": ["a:1", "a:2", "a:3"], "subset": ["afw", "afw", "helen"],
+              "candidate": np.array([5.0, 9.0, 4.0]), "baseline": np.array([5.1, 6.0, 4.5])}
+    page = run_report.changed_faces_table(errors, count=2)
+    rows = re.findall(r"<tr[^>]*><td>([^<]*)</td>", page)
+    assert rows[:2] == ["a:2", "a:3"]            # +3.0, then -0.5
+    assert "+3.000" in page and "-0.500" in page and "of 3" in page

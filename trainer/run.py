@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from facealign.core import config as config_lib
-from facealign.core import frame_io, geometry
+from facealign.core import frame_io, geometry, spans
 from facealign.core.canonical_example import decode_canonical_example
 from trainer import backup, distribution, export, flip_average, warm_start
 from trainer.fit import training_rate
@@ -61,7 +61,9 @@ def train_and_export(cfg: config_lib.Config, train_files, eval_files, frame: dic
                    "cumulative_samples": int(parent.get("cumulative_samples", 0))
                    + steps * cfg.trainer.batch_size,
                    "cumulative_seconds": round(float(parent.get("cumulative_seconds", 0.0))
-                                               + seconds, 1)},
+                                               + seconds, 1),
+                   "spans_per_generation": [*parent.get("spans_per_generation", []),
+                                            training_spans(train_files)]},
                "validation_curve": validation_curve(result, parent, cfg.trainer.batch_size),
                "training_data": [s.name for s in cfg.data.sources if s.split == "train"],
                "config": config_lib.component_config(cfg, config_lib.TRAINER_SECTIONS)}
@@ -122,6 +124,18 @@ def warmup_faces(eval_files, count: int = export.MAX_WARMUP_FACES) -> list:
                 if len(faces) == count:
                     return faces
     return faces
+
+
+def training_spans(train_files) -> list[int]:
+    """The spans of the crops trained on, from the label Augment writes beside them (the
+    Trainer sees file patterns, not artifacts); [] for crops without one."""
+    found = set()
+    for pattern in [train_files] if isinstance(train_files, str) else train_files:
+        label = os.path.join(os.path.dirname(os.path.dirname(pattern)), spans.LABEL_FILE)
+        if tf.io.gfile.exists(label):
+            with tf.io.gfile.GFile(label) as handle:
+                found.add(int(json.load(handle)["span"]))
+    return sorted(found)
 
 
 def backup_folder(fn_args) -> str:

@@ -169,6 +169,8 @@ def lineage_of(folder: str, metadata: dict) -> dict:
                      metadata.get("validation_nme_inter_pupil_per_stage") or [], start=1)]
     return {"parent": folder, "parent_exported_at": metadata.get("exported_at"),
             "validation_curve": curve,
+            "spans_per_generation": lineage.get("spans_per_generation")
+            or [[] for _ in range(int(lineage["generation"]))],
             **{key: lineage[key] for key in ("cumulative_steps", "cumulative_samples",
                                              "cumulative_seconds", "generation")}}
 

@@ -20,7 +20,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.augment import anomalies, canonical_crops, spec
-from facealign.core import canonical, faults, frame_io, raw_example
+from facealign.core import canonical, faults, frame_io, raw_example, spans
 
 FILE_PREFIX = "data_tfrecord"
 
@@ -37,7 +37,7 @@ def label_span(raw: types.Artifact, out: types.Artifact, frame: types.Artifact) 
     if version is not None:
         out.version = version
     frame.set_int_custom_property(spec.SPAN_PROPERTY, raw.span)
-    with tf.io.gfile.GFile(os.path.join(out.uri, spec.SPAN_FILE), "w") as handle:
+    with tf.io.gfile.GFile(os.path.join(out.uri, spans.LABEL_FILE), "w") as handle:
         json.dump({"span": int(raw.span), "version": version, "raw_examples": raw.uri}, handle)
 
 

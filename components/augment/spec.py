@@ -28,8 +28,6 @@ DRIFT_KEY = "drift"                      # DriftCheck's report; optional: runs a
 # Output channels.
 CANONICAL_EXAMPLES_KEY = "canonical_examples"
 CANONICAL_FRAME_KEY = "canonical_frame"
-# In the canonical examples: the span they were cropped from (the Trainer lists its spans).
-SPAN_FILE = "span.json"
 SPAN_PROPERTY = "span"      # the frame's custom property (TransformGraph has no span)
 
 

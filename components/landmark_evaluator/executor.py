@@ -30,8 +30,12 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components.landmark_evaluator import evaluation, spec
-from components.landmark_evaluator.spec import (BLESSING_EVALUATION_FILE, CED_FILE,
-                                                FACE_ERRORS_FILE, METRICS_FILE)
+from components.landmark_evaluator.spec import (
+    BLESSING_EVALUATION_FILE,
+    CED_FILE,
+    FACE_ERRORS_FILE,
+    METRICS_FILE,
+)
 from facealign.core import faults, metrics
 
 

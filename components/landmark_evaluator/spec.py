@@ -14,7 +14,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 SPLIT_KEY = "split"                          # the held-out split scored: "eval" or "test"
 MAX_NME_KEY = "max_nme"                      # percent; the blessing threshold
 FAILURE_THRESHOLD_KEY = "failure_threshold"  # normalised error counted as a failure (AUC range)
-TOLERANCE_ABSOLUTE_KEY = "tolerance_absolute"  # NME points a candidate may lose (evaluator.tolerance)
+TOLERANCE_ABSOLUTE_KEY = "tolerance_absolute"  # NME points a candidate may lose
 TOLERANCE_RELATIVE_KEY = "tolerance_relative"  # ... or this fraction of the baseline's NME
 # Input channels.
 EXAMPLES_KEY = "examples"                    # LandmarkExampleGen's raw faces (of 1+ spans)

@@ -14,8 +14,8 @@ import copy
 import json
 
 from tfx.dsl.components.base import base_driver as legacy_driver
-from tfx.orchestration.portable import base_driver, data_types
 from tfx.orchestration import data_types_utils
+from tfx.orchestration.portable import base_driver, data_types
 from tfx.proto.orchestration import driver_output_pb2
 
 from components.landmark_example_gen import spec

@@ -334,7 +334,7 @@ class ValidationSection(_Section):
     Each entry: a raw feature and the largest divergence allowed (TFDV's comparators:
     Jensen-Shannon divergence for numbers, 0 to 1; L-infinity distance for categories).
     The defaults stop gross drift even in small spans: between spans of 20 demo faces the
-    divergences reach 0.35 by chance, while boxes twice as large give 1.0. With spans of
+    divergences reach 0.6 by chance, while boxes twice as large give 1.0. With spans of
     hundreds of faces, lower them (chance then gives a few hundredths).
     """
 

@@ -64,7 +64,10 @@ def lineage_lines(metadata: dict) -> list[str]:
         f"{lineage['cumulative_seconds'] / 3600:.2f} hours.",
         f"- Trained on: {metadata.get('precision_reason', 'not recorded')} "
         f"(precision {metadata.get('precision', '?')}).",
-    ]
+    ] + (["- Data spans per generation: " + "; ".join(
+        f"{i}: {', '.join(map(str, spans)) if spans else 'not recorded'}"
+        for i, spans in enumerate(lineage["spans_per_generation"], start=1))]
+         if any(lineage.get("spans_per_generation") or []) else [])
 
 
 def evaluation_table(metrics: dict) -> list[str]:

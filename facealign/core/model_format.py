@@ -113,6 +113,8 @@ class Lineage(_Record):
     cumulative_steps: StrictNonNegativeInt
     cumulative_samples: StrictNonNegativeInt
     cumulative_seconds: NonNegativeFloat
+    # The spans each generation trained on, first generation first ([] where not recorded)
+    spans_per_generation: list[list[StrictNonNegativeInt]] | None = None
 
 
 class CurvePoint(_Record):

@@ -1,0 +1,121 @@
+"""Scheduled runs on arriving data, end to end: three spans of the demo faces arrive one after
+another, then a fourth whose boxes are twice as large. Real LocalDagRunner runs (tiny DAN)."""
+import csv
+import json
+import pathlib
+import sqlite3
+
+import numpy as np
+import pytest
+
+from facealign.core.model_format import ModelMetadata
+from tests import span_data
+from tests.test_pipeline_e2e import run_pipeline, versions
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PREPROCESSING = ("LandmarkExampleGen", "StatisticsGen", "DriftCheck", "Augment")
+# Spans of 20 faces: chance alone moved box_height's Jensen-Shannon divergence to 0.6 between
+# two of them; boxes twice as large give 1.0 (validation.drift's defaults suit larger spans)
+SMALL_SPAN_DRIFT = ("validation.drift={box_width: 0.9, box_height: 0.9, landmark_spread: 0.9, "
+                    "image_width: 0.9, image_height: 0.9, image_channels: 0.9, dataset: 0.3}")
+
+
+def spans_overrides(base: pathlib.Path, tmp_path: pathlib.Path) -> list[str]:
+    return [f"data.sources.0.root={base}/{{SPAN}}",
+            f"data.sources.0.boxes=[\"{base}/{{SPAN}}/boxes.csv\"]",
+            "data.eval_count=null", "data.eval_fraction=0.25",
+            "data.range.rolling_window=2",
+            f"augment.mean_shape={tmp_path}/mean_shape.json",
+            "evaluator.evaluation_set=pinned_span", "evaluator.pinned_span=1",
+            "trainer.warm_start=latest_blessed", SMALL_SPAN_DRIFT]
+
+
+def completed(tmp_path) -> dict[str, int]:
+    """{node id: executions that ran (COMPLETE)}, from MLMD."""
+    with sqlite3.connect(tmp_path / "root" / "metadata.sqlite") as db:
+        rows = db.execute(
+            "SELECT c.name FROM Execution e JOIN Association a ON a.execution_id = e.id "
+            "JOIN Context c ON c.id = a.context_id JOIN Type t ON t.id = c.type_id "
+            "WHERE t.name = 'node' AND e.last_known_state = 3").fetchall()
+    counts: dict[str, int] = {}
+    for (name,) in rows:
+        node = name.split(".", 1)[-1]
+        counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def evaluated_faces(tmp_path) -> list[list[str]]:
+    """Each Evaluator run's faces, in run order."""
+    found = []
+    for path in sorted((tmp_path / "root" / "LandmarkEvaluator" / "evaluation").glob(
+            "*/face_errors.csv"), key=lambda p: int(p.parent.name)):
+        with open(path) as handle:
+            found.append(sorted(row["face_id"] for row in csv.DictReader(handle)))
+    return found
+
+
+def newest_model(tmp_path) -> dict:
+    base = tmp_path / "serving" / "facealign-demo"
+    return ModelMetadata.read(base / versions(tmp_path)[-1]).to_dict()
+
+
+@pytest.fixture(scope="module")
+def three_spans(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("spans_e2e")
+    base = tmp_path / "arrivals"
+    scratch = tmp_path / "dealt"
+    dealt = span_data.deal_spans(scratch, 3)
+    runs = []
+    for span in (1, 2, 3):
+        span_data.write_span(base / str(span), dealt[span - 1])
+        runs.append((run_pipeline(tmp_path, *spans_overrides(base, tmp_path)),
+                     completed(tmp_path), newest_model(tmp_path), len(versions(tmp_path))))
+    return tmp_path, base, dealt, runs
+
+
+def test_each_run_preprocesses_only_the_new_span(three_spans):
+    _, _, _, runs = three_spans
+    for number, (result, counts, _, _) in enumerate(runs, start=1):
+        assert f"ExampleGen: span {number}" in result.stdout
+        for node in PREPROCESSING:
+            assert counts[node] == number, (node, counts)
+
+
+def test_the_trainer_trains_on_the_rolling_window_and_continues_the_last_model(three_spans):
+    _, _, _, runs = three_spans
+    lineages = [model["lineage"] for _, _, model, _ in runs]
+    assert [lin["spans_per_generation"][-1] for lin in lineages] == [[1], [1, 2], [2, 3]]
+    assert [lin["generation"] for lin in lineages] == [1, 2, 3]
+    assert lineages[2]["spans_per_generation"] == [[1], [1, 2], [2, 3]]
+    assert "warm start from the latest blessed model: " in runs[1][0].stdout
+    assert runs[1][2]["lineage"]["parent"] is not None
+
+
+def test_every_run_is_evaluated_on_the_same_faces(three_spans):
+    tmp_path, _, dealt, runs = three_spans
+    faces = evaluated_faces(tmp_path)
+    assert len(faces) == 3 and faces[0] == faces[1] == faces[2]
+    span_one = {f"demo:{image.rsplit('.', 1)[0]}" for image in dealt[0]}
+    assert set(faces[0]) <= span_one and faces[0]
+    assert "paired difference" in runs[1][0].stdout   # against the blessed generation 1
+
+
+def test_one_frame_for_every_span(three_spans):
+    tmp_path, _, _, runs = three_spans
+    pinned = np.array(json.loads((tmp_path / "mean_shape.json").read_text())["mean_shape"])
+    for _, _, model, _ in runs:
+        np.testing.assert_allclose(np.array(model["mean_shape"]), pinned, atol=1e-4)
+
+
+def test_a_span_whose_boxes_doubled_stops_the_run_before_training(three_spans):
+    tmp_path, base, dealt, runs = three_spans
+    span_data.write_span(base / "4", dealt[2], box_scale=2.0)
+    result = run_pipeline(tmp_path, *spans_overrides(base, tmp_path), check=False)
+    assert result.returncode != 0
+    assert "box_width: Jensen-Shannon divergence" in result.stderr
+    assert "(span 3: mean " in result.stderr and "validation.accept_drift=true" in result.stderr
+    assert "Traceback" not in result.stderr
+    counts = completed(tmp_path)
+    assert counts["LandmarkExampleGen"] == 4 and counts["Augment"] == 3
+    assert counts["Trainer"] == 3 and len(versions(tmp_path)) == runs[-1][3]
