@@ -157,3 +157,39 @@ def test_the_driver_puts_span_version_and_fingerprint_before_the_cache(tmp_path)
     assert again.exec_properties[spec.SPAN_KEY].int_value == 3
     assert again.exec_properties[spec.FINGERPRINT_KEY] != output.exec_properties[
         spec.FINGERPRINT_KEY]
+
+
+def examples_of(span: int, artifact_id: int, version: int | None = None):
+    artifact = standard_artifacts.Examples()
+    artifact.span, artifact.id = span, artifact_id
+    if version is not None:
+        artifact.version = version
+    return artifact
+
+
+def test_the_rolling_window_takes_the_newest_of_the_last_spans():
+    from components.span_resolver import strategy
+    artifacts = [examples_of(1, 1), examples_of(2, 2), examples_of(2, 5), examples_of(3, 3),
+                 examples_of(3, 4, version=1), examples_of(3, 6, version=0)]
+    assert [a.id for a in strategy.rolling_spans(artifacts, 2)] == [5, 4]   # version 1 wins
+    assert [a.id for a in strategy.rolling_spans(artifacts, 9)] == [1, 5, 4]
+
+
+def test_the_evaluation_set_is_a_pinned_span_or_every_span():
+    from components.span_resolver import strategy
+    artifacts = [examples_of(1, 1), examples_of(2, 2), examples_of(1, 3)]
+    assert [a.id for a in strategy.evaluation_spans(artifacts, 1)] == [3]
+    assert [a.id for a in strategy.evaluation_spans(artifacts, None)] == [3, 2]
+    assert strategy.evaluation_spans(artifacts, 7) == []
+
+
+def test_the_card_lists_the_spans_of_each_generation():
+    from facealign.core import model_card
+    lines = model_card.lineage_lines({"lineage": {
+        "generation": 3, "parent": "/m/base/17", "cumulative_steps": 10,
+        "cumulative_samples": 640, "cumulative_seconds": 36.0,
+        "spans_per_generation": [[1], [1, 2], [2, 3]]}})
+    assert "- Data spans per generation: 1: 1; 2: 1, 2; 3: 2, 3" in lines
+    assert not any("spans" in line for line in model_card.lineage_lines({"lineage": {
+        "generation": 1, "cumulative_steps": 1, "cumulative_samples": 1,
+        "cumulative_seconds": 1.0}}))

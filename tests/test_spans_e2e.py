@@ -119,3 +119,26 @@ def test_a_span_whose_boxes_doubled_stops_the_run_before_training(three_spans):
     counts = completed(tmp_path)
     assert counts["LandmarkExampleGen"] == 4 and counts["Augment"] == 3
     assert counts["Trainer"] == 3 and len(versions(tmp_path)) == runs[-1][3]
+
+
+def test_a_folder_without_spans_is_read_again_when_its_files_change(tmp_path):
+    """The fingerprint of the source's files is a parameter of ExampleGen's execution: a face
+    added to the folder is a new execution (before, a silent cache hit)."""
+    import shutil
+
+    data = tmp_path / "faces"
+    shutil.copytree(span_data.DEMO, data)
+    overrides = [f"data.sources.0.root={data}", f"data.sources.0.boxes=[\"{data}/boxes.csv\"]"]
+    first = run_pipeline(tmp_path, *overrides)
+    assert "60 faces used" in first.stdout
+    again = run_pipeline(tmp_path, *overrides)
+    assert completed(tmp_path)["LandmarkExampleGen"] == 1      # unchanged: from the cache
+    image = sorted(span_data.demo_boxes())[0]
+    for suffix in (".jpg", ".pts"):
+        shutil.copy((data / image).with_suffix(suffix), data / f"afw/added_1{suffix}")
+    with open(data / "boxes.csv", "a") as handle:
+        handle.write("afw/added_1.jpg," + ",".join(map(str, span_data.demo_boxes()[image]))
+                     + "\n")
+    third = run_pipeline(tmp_path, *overrides)
+    assert "61 faces used" in third.stdout and "60 faces used" not in again.stdout
+    assert completed(tmp_path)["LandmarkExampleGen"] == 2

@@ -100,8 +100,9 @@ class Executor(base_executor.BaseExecutor):
             json.dumps({"split": split, "failure_threshold": threshold,
                         "metrics": report["metrics"], "reason": reason}, indent=1))
         logging.info("Evaluation: %s", json.dumps(report["metrics"]["all"]))
-        print(f"Evaluator: {len(candidate_errors)} faces of span(s) {report['spans']}; "
-              f"{'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
+        print(f"Evaluator: scored {len(candidate_errors)} faces of span(s) {report['spans']}",
+              flush=True)
+        print(f"Evaluator: {'BLESSED' if blessed else 'NOT blessed'}: {reason}", flush=True)
 
     @staticmethod
     def _write_blessing(blessing, model, baselines, blessed: bool, reason: str) -> None:
