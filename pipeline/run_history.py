@@ -52,6 +52,10 @@ class IngestedData:
     rejects: list[dict]                # {"file", "reason", "dataset"}
     anomalies: list[str] | None        # None: no ExampleAnomalies found (run stopped, deleted)
     missing: str | None = None
+    span: int | None = None            # the span ingested (0: a source without {SPAN})
+    version: int | None = None
+    fingerprint: str | None = None     # of the source files read
+    drift: dict | None = None          # DriftCheck's drift_report.json, with spans
 
 
 @dataclasses.dataclass
@@ -245,6 +249,7 @@ def read_json(path: str):
 
 def read_data(outputs: list[_Output]) -> list[IngestedData]:
     from components.augment import anomalies as anomalies_lib
+    from components.drift_check import spec as drift_spec
     from components.landmark_example_gen import spec as example_gen_spec
 
     found = []
@@ -260,10 +265,21 @@ def read_data(outputs: list[_Output]) -> list[IngestedData]:
         try:
             report = read_json(os.path.join(artifact.uri, example_gen_spec.REPORT_FILE))
             record.per_split, record.rejects = report["per_split"], report["rejects"]
+            record.span, record.version = report.get("span"), report.get("version")
+            record.fingerprint = report.get("fingerprint")
         except (OSError, ValueError, KeyError) as exc:
             record.missing = str(exc)
-        validations = [o for o in outputs if o.type_name == "ExampleAnomalies"
-                       and output.run in o.runs]
+        same_run = [o for o in outputs if o.type_name == "ExampleAnomalies"
+                    and output.run in o.runs]
+        drift = [o for o in same_run
+                 if drift_spec.DRIFTED_PROPERTY in o.artifact.custom_properties]
+        if drift:
+            try:
+                record.drift = read_json(os.path.join(drift[0].artifact.uri,
+                                                      drift_spec.REPORT_FILE))
+            except (OSError, ValueError):
+                pass
+        validations = [o for o in same_run if o not in drift]
         if validations and os.path.isdir(validations[0].artifact.uri):
             from tfx.types import standard_artifacts
 

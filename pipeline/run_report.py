@@ -29,6 +29,7 @@ summary { cursor: pointer; font-weight: 600; }
 details { margin: 0.4em 0; padding: 0.3em 0.6em; border-left: 3px solid #ddd; }
 .complete { color: #1a6e1a; } .cached { color: #555; } .failed, .missing { color: #b00020; }
 .running { color: #a06000; } .blessed { color: #1a6e1a; } .not-blessed { color: #b00020; }
+.drifted td { color: #b00020; font-weight: bold; }
 .version.serving { font-weight: 700; background: #eef7ee; }
 img { max-width: 100%; }
 """
@@ -116,7 +117,8 @@ def data_section(history: RunHistory) -> str:
         return missing("no LandmarkExampleGen output recorded")
 
     def summary(data):
-        return html.escape(f"run {data.run}: {data.accepted} faces accepted, "
+        span = f"span {data.span}: " if data.span else ""
+        return html.escape(f"run {data.run}: {span}{data.accepted} faces accepted, "
                            f"{data.rejected} inputs rejected")
 
     def body(data):
@@ -124,6 +126,10 @@ def data_section(history: RunHistory) -> str:
                  f'rejected: <span class="rejected">{data.rejected}</span>; per split: '
                  f'{html.escape(", ".join(f"{k} {v}" for k, v in data.per_split.items()))}'
                  f'</p>']
+        if data.fingerprint:
+            version = "" if data.version is None else f", version {data.version}"
+            parts.append(f'<p class="span">span {data.span}{version}; source files '
+                         f'<code>{html.escape(data.fingerprint)}</code></p>')
         if data.missing:
             parts.append(missing(data.missing))
         if data.rejects:
@@ -138,8 +144,26 @@ def data_section(history: RunHistory) -> str:
         else:
             parts.append('<ul class="anomalies">' + "".join(
                 f"<li>{html.escape(line)}</li>" for line in data.anomalies) + "</ul>")
+        if data.drift is not None:
+            parts.append(drift_part(data.drift))
         return "\n".join(parts)
     return folded(history.data, "data", summary, body)
+
+
+def drift_part(report: dict) -> str:
+    """DriftCheck's figures: each feature's divergence from the previous span, both values."""
+    if report.get("previous_span") is None:
+        return f'<h3>Drift</h3><p class="drift none">span {report.get("span")} is the first</p>'
+    verdict = ("drifted: " + ", ".join(report["drifted"]) +
+               (" (accepted)" if report.get("accept_drift") else "")
+               if report.get("drifted") else "within every threshold")
+    rows = [[r["feature"], r["comparator"], number(r["value"]), number(r["threshold"]),
+             r["previous"], r["current"]] for r in report.get("features", [])]
+    return (f'<h3>Drift</h3><p class="drift">span {report["span"]} against span '
+            f'{report["previous_span"]}: {html.escape(verdict)}</p>'
+            + table(["feature", "measure", "value", "threshold",
+                     f"span {report['previous_span']}", f"span {report['span']}"], rows,
+                    ["drifted" if r["drifted"] else "" for r in report.get("features", [])]))
 
 
 def with_code(text: str) -> str:

@@ -108,6 +108,22 @@ def test_one_frame_for_every_span(three_spans):
         np.testing.assert_allclose(np.array(model["mean_shape"]), pinned, atol=1e-4)
 
 
+def test_the_run_report_shows_each_span_and_its_drift_check(three_spans):
+    from facealign.core import config
+    from pipeline import run_report
+    from tests.test_pipeline_e2e import REPO
+
+    tmp_path, base, _, _ = three_spans
+    cfg = config.load(REPO / "pipeline.yaml", [
+        f"pipeline.root={tmp_path / 'root'}", f"serving.base_dir={tmp_path / 'serving'}",
+        *spans_overrides(base, tmp_path)])
+    page = run_report.build_report(cfg)
+    assert page.count('<p class="span">span ') == 3
+    assert '<p class="drift none">span 1 is the first</p>' in page
+    assert "span 3 against span 2: within every threshold" in page
+    assert "<th>span 2</th><th>span 3</th>" in page and "Jensen-Shannon divergence" in page
+
+
 def test_a_span_whose_boxes_doubled_stops_the_run_before_training(three_spans):
     tmp_path, base, dealt, runs = three_spans
     span_data.write_span(base / "4", dealt[2], box_scale=2.0)
