@@ -29,19 +29,6 @@ RUN_FN = "trainer.run.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
 
 
-def source_entries(cfg: Config) -> list[dict]:
-    """data.sources with paths resolved against the configuration's folder."""
-    entries = []
-    for source in cfg.data.sources:
-        entry = source.model_dump()
-        entry["root"] = str(cfg.resolve(source.root))
-        entry["boxes"] = [str(cfg.resolve(b)) for b in source.boxes]
-        if source.annotations:
-            entry["annotations"] = str(cfg.resolve(source.annotations))
-        entries.append(entry)
-    return entries
-
-
 def evaluation_split(cfg: Config) -> str:
     """The held-out test split when a test source is configured, else eval."""
     return (splits.TEST if any(s.split == splits.TEST for s in cfg.data.sources)
@@ -85,7 +72,7 @@ def warm_start_resolver(cfg: Config):
 
 def spanned(cfg: Config) -> bool:
     """Whether a source arrives in spans ({SPAN} in its root)."""
-    return any(spans.is_spanned(s) for s in source_entries(cfg))
+    return any(spans.is_spanned(s) for s in cfg.source_entries())
 
 
 def check_kubeflow(cfg: Config) -> None:
@@ -149,7 +136,7 @@ def create_components(cfg: Config, kubeflow: bool = False,
     requested_span = (tfx.dsl.experimental.RuntimeParameter(
         name="span", ptype=int, default=cfg.data.range.span) if kubeflow
         else cfg.data.range.span)
-    example_gen = LandmarkExampleGen(sources=source_entries(cfg), eval_count=cfg.data.eval_count,
+    example_gen = LandmarkExampleGen(sources=cfg.source_entries(), eval_count=cfg.data.eval_count,
                                      eval_fraction=cfg.data.eval_fraction, seed=cfg.data.seed,
                                      on_error=cfg.data.on_error, requested_span=requested_span)
     raw_examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]

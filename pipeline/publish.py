@@ -44,15 +44,21 @@ def newest_version(base: pathlib.Path) -> pathlib.Path:
     return versions[-1]
 
 
-def evaluation_of(root: pathlib.Path, metadata: dict) -> tuple[dict, pathlib.Path]:
-    """The Evaluator report (and its folder) of the Trainer model this version was copied from:
-    the one whose metadata is this version's (less the evaluation the Pusher added)."""
+def copied_from(metadata: dict, model_uri: str) -> bool:
+    """Whether a version with this metadata is a copy of the Trainer model at model_uri: the
+    same metadata, less the evaluation the Pusher added."""
+    source = pathlib.Path(model_uri) / "Format-Serving"
     mine = {k: v for k, v in metadata.items() if k != "evaluation"}
+    return model_format.has_metadata(source) and ModelMetadata.read(source).to_dict() == mine
+
+
+def evaluation_of(root: pathlib.Path, metadata: dict) -> tuple[dict, pathlib.Path]:
+    """The Evaluator report (and its folder) of the Trainer model this version was copied from
+    (copied_from)."""
     for report_path in sorted(root.glob("LandmarkEvaluator/evaluation/*/metrics.json"),
                               key=lambda p: -int(p.parent.name)):
         report = json.loads(report_path.read_text())
-        source = pathlib.Path(report["model"]) / "Format-Serving"
-        if model_format.has_metadata(source) and ModelMetadata.read(source).to_dict() == mine:
+        if copied_from(metadata, report["model"]):
             return report, report_path.parent
     raise PublishError(f"no Evaluator report under {root} for this model")
 
@@ -141,16 +147,6 @@ def held_out_examples(root: pathlib.Path) -> list[str]:
     return sorted(str(p) for p in splits[-1].glob("*"))
 
 
-def same_model(version: pathlib.Path, model_uri: str) -> bool:
-    """Whether a version folder holds the Trainer model at model_uri (its metadata, less the
-    evaluation the Pusher added)."""
-    source = pathlib.Path(model_uri) / "Format-Serving"
-    if not (model_format.has_metadata(source) and model_format.has_metadata(version)):
-        return False
-    mine = {k: v for k, v in ModelMetadata.read(version).to_dict().items() if k != "evaluation"}
-    return ModelMetadata.read(source).to_dict() == mine
-
-
 def face_errors_of(root: pathlib.Path, report: dict, evaluation_dir: pathlib.Path,
                    published: pathlib.Path):
     """(candidate's per-face errors, published model's, where the latter came from), percent,
@@ -164,7 +160,8 @@ def face_errors_of(root: pathlib.Path, report: dict, evaluation_dir: pathlib.Pat
                            "errors were kept): run the pipeline again")
     errors = evaluation.read_face_errors(str(path))
     baseline = report.get("baseline")
-    if errors["baseline"] is not None and baseline and same_model(published, baseline["model"]):
+    if errors["baseline"] is not None and baseline and model_format.has_metadata(published) \
+            and copied_from(ModelMetadata.read(published).to_dict(), baseline["model"]):
         return errors["candidate"], errors["baseline"], "the Evaluator's baseline"
     files = report.get("examples") or held_out_examples(root)
     predictions = evaluation.predict(str(published),

@@ -69,15 +69,15 @@ class Executor(base_executor.BaseExecutor):
         report = {"split": split, "model": model.uri, "examples": files,
                   "spans": sorted({a.span for a in examples}),
                   "metrics": evaluation.score(current, threshold)}
-        candidate_errors = 100 * evaluation.headline_errors(current)
-        curves = {"candidate": candidate_errors / 100}
+        curves = {"candidate": evaluation.headline_errors(current)}   # fractions, for the CED
+        candidate_errors = 100 * curves["candidate"]                   # percent, as the NME
         baseline_errors = paired = None
         if baselines and baselines[0].uri != model.uri:
             base = evaluation.predict(path_utils.serving_model_path(baselines[0].uri), faces())
             report["baseline"] = {"model": baselines[0].uri,
                                   "metrics": evaluation.score(base, threshold)}
-            baseline_errors = 100 * evaluation.headline_errors(base)
-            curves["baseline"] = baseline_errors / 100
+            curves["baseline"] = evaluation.headline_errors(base)
+            baseline_errors = 100 * curves["baseline"]
             paired = evaluation.compare(candidate_errors, baseline_errors,
                                         float(exec_properties[spec.TOLERANCE_ABSOLUTE_KEY]),
                                         float(exec_properties[spec.TOLERANCE_RELATIVE_KEY]))

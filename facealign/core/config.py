@@ -485,6 +485,19 @@ class Config(_Section):
         path = pathlib.Path(path)
         return path if path.is_absolute() else self._base_dir / path
 
+    def source_entries(self) -> list[dict]:
+        """data.sources as plain entries, their paths resolved against this file's folder
+        ({SPAN} and {VERSION} kept: facealign.core.spans fills them)."""
+        entries = []
+        for source in self.data.sources:
+            entry = source.model_dump()
+            entry["root"] = str(self.resolve(source.root))
+            entry["boxes"] = [str(self.resolve(b)) for b in source.boxes]
+            if source.annotations:
+                entry["annotations"] = str(self.resolve(source.annotations))
+            entries.append(entry)
+        return entries
+
     @pydantic.model_validator(mode="after")
     def _lr_drops_need_a_constant_rate(self):
         if self.trainer.lr_drops and self.model.name != "dan":

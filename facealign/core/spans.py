@@ -25,7 +25,6 @@ SPAN_SPEC = "{SPAN}"
 VERSION_SPEC = "{VERSION}"
 LATEST = -1           # a requested span meaning "the latest one found"
 UNSPANNED = 0         # the span of a source without {SPAN} (TFX: 0)
-SPANNED_FIELDS = ("root", "boxes", "annotations")   # the source fields that may hold them
 # Beside Augment's crops: {"span", "version", "raw_examples"}, read by the Trainer, which
 # sees file patterns only, to record the spans a model trained on
 LABEL_FILE = "span.json"

@@ -62,23 +62,14 @@ def split_faces(records: list, source_splits: Mapping[str, str], eval_count: int
     return {split: [r for r in records if assignment[r.face_id] == split] for split in SPLITS}
 
 
-def _resolved(cfg, value):
-    """A source field's path(s) made absolute (None stays None)."""
-    if isinstance(value, list):
-        return [str(cfg.resolve(v)) for v in value]
-    return None if value is None else str(cfg.resolve(value))
-
-
 def configured_faces(cfg, log=print) -> dict[str, list]:
     """split_faces of the configuration's data (data.sources, data.eval_count, data.seed), the
     read report passed line by line to log. ValueError when no face is usable or the hold-out
     leaves no training face."""
-    sources = [s.model_dump() for s in cfg.data.sources]
+    sources = cfg.source_entries()
     if any(spans.is_spanned(s) for s in sources):   # the span the pipeline would ingest
-        sources = spans.resolve([dict(s, **{field: _resolved(cfg, s[field])
-                                            for field in spans.SPANNED_FIELDS})
-                                 for s in sources], cfg.data.range.span).sources
-    records, report = load_sources(sources, cfg.data.on_error, cfg.resolve("."))
+        sources = spans.resolve(sources, cfg.data.range.span).sources
+    records, report = load_sources(sources, cfg.data.on_error)
     for line in report.lines():
         log(line)
     if not records:
