@@ -19,6 +19,7 @@ from components.landmark_example_gen import executor as example_gen_executor
 from facealign.core import canonical, canonical_example, config, frame_io, geometry
 from facealign.core import examples as names
 from facealign.core.config import AugmentSection
+from facealign.core.data.report import DataError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BEAM_ARGS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
@@ -185,8 +186,11 @@ def test_a_pinned_mean_shape_is_written_once_and_then_used(raw_examples, augment
     out, frame = run_augment(raw_examples, tmp_path / "second", mean_shape_file=str(pin))
     np.testing.assert_allclose(frame_io.read_frame(frame.uri)["mean_shape"], shifted, atol=1e-5)
     assert json.loads(pin.read_text())["mean_shape"] == shifted.tolist()   # not replaced
-    with pytest.raises(ValueError, match="pins S0 for 112 px crops, augment.image_size is 96"):
+    with pytest.raises(DataError, match="pins S0 for 112 px crops, augment.image_size is 96"):
         run_augment(raw_examples, tmp_path / "third", mean_shape_file=str(pin), image_size=96)
+    pin.write_text('{"image_size": 112, "mean_sha')      # cut short
+    with pytest.raises(DataError, match=f"{pin}: augment.mean_shape: not a pinned S0"):
+        run_augment(raw_examples, tmp_path / "fourth", mean_shape_file=str(pin))
 
 
 def test_prepare_crops_are_augments(sources, augmented, tmp_path):

@@ -13,6 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from facealign.core.data.report import DataError
+
 FRAME_FILE = "canonical_frame.npz"
 FRAME_JSON = "canonical_frame.json"
 
@@ -43,12 +45,20 @@ def read_pinned_mean_shape(path: str, image_size: int):
     """augment.mean_shape's S0 [N, 2], or None while the file does not exist yet."""
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as handle:
-        pinned = json.load(handle)
-    if int(pinned.get("image_size", -1)) != image_size:
-        raise ValueError(f"augment.mean_shape: {path} pins S0 for {pinned.get('image_size')} px "
-                         f"crops, augment.image_size is {image_size}")
-    return np.asarray(pinned["mean_shape"], np.float32).reshape(-1, 2)
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            pinned = json.load(handle)
+        size, shape = pinned.get("image_size"), np.asarray(pinned["mean_shape"], np.float32)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(path, f"augment.mean_shape: not a pinned S0 (JSON with image_size and "
+                              f"mean_shape [[x, y], ...]): {exc}") from None
+    if size != image_size:
+        raise DataError(path, f"augment.mean_shape pins S0 for {size} px crops, "
+                              f"augment.image_size is {image_size}")
+    if shape.ndim != 2 or shape.shape[1] != 2:
+        raise DataError(path, f"augment.mean_shape: mean_shape has shape {shape.shape}, "
+                              "not [N, 2]")
+    return shape
 
 
 def pin_mean_shape(path: str, mean_shape, image_size: int, computed_by: str) -> None:
