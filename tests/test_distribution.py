@@ -67,6 +67,38 @@ def test_a_process_outside_a_cluster_is_its_own_chief(monkeypatch):
     distribution.end_process(3)   # alone it returns (in a cluster it ends the process)
 
 
+@pytest.mark.parametrize("task_id, lingers", [(0, True), (1, False)])
+def test_the_chief_outlasts_the_barrier_it_hosts(monkeypatch, task_id, lingers):
+    """A CI run lost a worker's 'exported' answer when the chief left the barrier at once."""
+    from tensorflow.python.eager import context
+
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setattr(distribution, "_task", lambda: ("worker", task_id, cluster))
+    events = []
+    monkeypatch.setattr(context.Context, "wait_at_barrier",
+                        lambda self, name, timeout_ms: events.append(("barrier", name)))
+    monkeypatch.setattr(distribution.time, "sleep", lambda s: events.append(("sleep", s)))
+    distribution.wait_for_chief("exported")
+    assert events[0][0] == "barrier" and events[0][1].startswith("facealign/exported/")
+    assert events[1:] == ([("sleep", distribution.LEADER_LINGER_S)] if lingers else [])
+
+
+def test_a_failed_barrier_names_the_task_and_the_point(monkeypatch):
+    from tensorflow.python.eager import context
+
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setattr(distribution, "_task", lambda: ("worker", 1, cluster))
+
+    def refuse(self, name, timeout_ms):
+        raise tf.errors.UnavailableError(None, None, "Socket closed\nmore")
+
+    monkeypatch.setattr(context.Context, "wait_at_barrier", refuse)
+    with pytest.raises(distribution.DistributedTrainingError,
+                       match=r"worker \(task worker:1 of 2\): waited for every worker at "
+                             r"'exported': UnavailableError: Socket closed$"):
+        distribution.wait_for_chief("exported")
+
+
 def _model():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))

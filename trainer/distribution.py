@@ -36,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import keras
 import tensorflow as tf
@@ -52,6 +53,9 @@ COLLECTIVE_TIMEOUT_S = 300.0
 HEARTBEAT_TIMEOUT_S = 10
 # How long workers wait for the chief to export the model (wait_for_chief).
 CHIEF_WAIT_TIMEOUT_S = 3600
+# How long the chief stays after a barrier it hosts, so the other tasks' answers reach them
+# before its process (and the coordination service in it) ends (wait_for_chief).
+LEADER_LINGER_S = 3.0
 
 _multi_worker: tf.distribute.MultiWorkerMirroredStrategy | None = None
 _barriers = 0
@@ -223,6 +227,11 @@ def wait_for_chief(point: str, timeout_s: float = CHIEF_WAIT_TIMEOUT_S) -> None:
         raise DistributedTrainingError(
             f"{describe()}: waited for every worker at {point!r}: {type(exc).__name__}: "
             f"{(exc.message or str(exc)).strip().splitlines()[0][:500]}") from exc
+    if is_chief():
+        # The chief hosts the coordination service: its own wait returns while the
+        # barrier's answers to the others are still on the wire. Leaving at once closed
+        # the socket under a worker ("Socket closed" at 'exported', a CI run on 2 cores).
+        time.sleep(LEADER_LINGER_S)
 
 
 def end_process(code: int = 0) -> None:
