@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import tensorflow as tf
 
 from facealign.core import examples
-from trainer import distribution
+from trainer import distribution, online_perturbation
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -78,7 +78,8 @@ def make_dataset(files: str | Iterable[str], num_landmarks: int, image_size: int
 
 def training_datasets(train_files, eval_files, num_landmarks: int, image_size: int,
                       trainer_cfg, seed: int | None = None):
-    """(train, eval or None) datasets, batched and shuffled as trainer_cfg says.
+    """(train, eval or None) datasets, batched and shuffled as trainer_cfg says, the training
+    batches freshly perturbed when trainer_cfg.online_perturbation is set.
 
     The training set repeats when steps_per_epoch is set, so an "epoch" is
     that many steps; otherwise an epoch is one pass over the files.
@@ -88,5 +89,8 @@ def training_datasets(train_files, eval_files, num_landmarks: int, image_size: i
                 workers=distribution.num_workers())
     train = make_dataset(train_files, training=True, shuffle_buffer=trainer_cfg.shuffle_buffer,
                          repeat=trainer_cfg.steps_per_epoch is not None, seed=seed, **data)
+    if trainer_cfg.online_perturbation is not None:
+        train = online_perturbation.perturbed(train, image_size, trainer_cfg.online_perturbation,
+                                              seed).prefetch(AUTOTUNE)
     evaluation = make_dataset(eval_files, **data) if eval_files else None
     return train, evaluation

@@ -255,6 +255,15 @@ class ClusterSection(_Section):
         return self
 
 
+class OnlinePerturbationSection(_Section):
+    """Each training batch warped again, every epoch, on top of Augment's copies
+    (trainer/online_perturbation.py): normal draws around no change."""
+
+    rotation_sigma_deg: Annotated[float, Field(ge=0, le=45)] = 5.0
+    scale_sigma: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    translation_px: Annotated[float, Field(ge=0, le=32)] = 2.0   # canonical-frame pixels
+
+
 class TrainerSection(_Section):
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.001
@@ -273,6 +282,8 @@ class TrainerSection(_Section):
     # through a resolver), or a SavedModel folder / TF Serving base folder (newest version).
     warm_start: str = "none"   # NO_WARM_START
     shuffle_buffer: PositiveInt = 4096
+    # null: the training samples as Augment wrote them; a section: freshly perturbed each epoch
+    online_perturbation: OnlinePerturbationSection | None = None
     # Wall-clock limit of the Trainer's fitting in minutes (DAN's stages share it evenly,
     # unused time passing on); training stops at an epoch end, keeping the best weights.
     time_budget_minutes: Annotated[float, Field(gt=0)] | None = None

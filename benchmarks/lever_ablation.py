@@ -1,0 +1,110 @@
+"""Issue #26's training levers, each decided at equal optimizer steps on the held-out faces.
+
+Every variant continues the same published model (the configuration's
+trainer.warm_start) for the same number of steps (max_epochs_per_stage epochs of
+steps_per_epoch per stage, no early stop, no learning-rate drop, no time budget), so
+variants may share a busy CPU without biasing each other. Each is `facealign train`
+with the variant's overrides, scored as the Evaluator scores (the serving signature
+on the held-out raw faces, inter-ocular NME), and compared face by face with the
+baseline (the paired difference with its bootstrap 95% interval; negative: better).
+The prepared data is shared between variants whose data settings are equal. A
+variant whose summary exists is not trained again. Writes <out>/levers.json.
+
+  python benchmarks/lever_ablation.py --config configs/300w-fast.yaml --out runs/levers \
+      --epochs 8 --learning-rate 1e-4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.recipe_ablation import held_out_examples, score  # noqa: E402
+
+BASELINE = "baseline"
+LEVERS = {
+    BASELINE: (),
+    "online-perturbation": ("trainer.online_perturbation.rotation_sigma_deg=5",),
+    "mirror-extra": ("augment.mirror_copies=extra",),
+}
+
+
+def train(name: str, overrides: list[str], config: str, out: pathlib.Path) -> dict:
+    """Trains one variant unless its summary exists; returns that summary."""
+    from facealign.core import config as config_lib
+    from pipeline.prepare import data_key
+
+    work = out / name
+    summary = work / "summary.json"
+    if summary.exists():
+        return json.loads(summary.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    folder = f"data-{data_key(config_lib.load(config, overrides))}"
+    shared = next((p for p in sorted(out.glob(f"*/{folder}")) if p.parent != work), None)
+    if shared is not None and not (work / folder).exists():
+        (work / folder).symlink_to(shared.resolve(), target_is_directory=True)
+    command = [sys.executable, "-m", "facealign.cli", "train", "--config", config,
+               "--work-dir", str(work)] + [arg for o in overrides for arg in ("--set", o)]
+    print(f"{name}: training ({' '.join(overrides)}); log in {work / 'train.log'}", flush=True)
+    with open(work / "train.log", "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if code or not summary.exists():
+        raise SystemExit(f"{name}: training failed (exit {code}):\n"
+                         f"{(work / 'train.log').read_text()[-3000:]}")
+    return json.loads(summary.read_text())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(REPO / "configs/300w-fast.yaml"))
+    parser.add_argument("--out", default=str(REPO / "runs/levers"))
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per stage, each variant")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--only", nargs="*", choices=sorted(LEVERS),
+                        help="levers to run (the baseline always runs)")
+    parser.add_argument("--threshold", type=float, default=0.08)
+    args = parser.parse_args(argv)
+    from facealign.core import metrics
+
+    out = pathlib.Path(args.out)
+    equal_steps = [f"trainer.max_epochs_per_stage={args.epochs}", "trainer.patience=1000",
+                   "trainer.lr_drops=0", f"trainer.learning_rate={args.learning_rate}",
+                   "trainer.time_budget_minutes=null"]
+    names = [BASELINE, *[n for n in (args.only or LEVERS) if n != BASELINE]]
+    examples = held_out_examples(args.config)
+    rows, base_errors = {}, None
+    for name in names:
+        summary = train(name, [*equal_steps, *LEVERS[name]], args.config, out)
+        result, errors = score(out / name / "model", examples, args.threshold)
+        row = {"overrides": list(LEVERS[name]), "steps": summary.get("steps"),
+               "nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
+               "auc": round(result[f"auc_{args.threshold:g}"], 4),
+               "failure_percent": round(result[f"failure_rate_{args.threshold:g}"], 2)}
+        if base_errors is None:
+            base_errors = errors
+        else:
+            paired = metrics.paired_difference(errors * 100, base_errors * 100)
+            row["paired_difference_points"] = {k: round(v, 4) if isinstance(v, float) else v
+                                               for k, v in paired.items()}
+        rows[name] = row
+        print(f"{name}: held-out NME {row['nme_inter_ocular_percent']}% after "
+              f"{row['steps']} steps" + (f"; against the baseline "
+                                         f"{row['paired_difference_points']['mean']:+.3f} "
+                                         f"points (95% "
+                                         f"{row['paired_difference_points']['low']:+.3f}.."
+                                         f"{row['paired_difference_points']['high']:+.3f})"
+                                         if "paired_difference_points" in row else ""),
+              flush=True)
+    (out / "levers.json").write_text(json.dumps({"config": args.config, "equal_steps": equal_steps,
+                                                 "faces": len(examples), "rows": rows},
+                                                indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
