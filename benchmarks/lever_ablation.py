@@ -7,6 +7,9 @@ variants may share a busy CPU without biasing each other. Each is `facealign tra
 with the variant's overrides, scored as the Evaluator scores (the serving signature
 on the held-out raw faces, inter-ocular NME), and compared face by face with the
 baseline (the paired difference with its bootstrap 95% interval; negative: better).
+The served-boxes lever trains from the served detector's boxes (benchmarks/served_boxes.py,
+made once under <out>); with it, every variant is also scored from those boxes on the
+same held-out faces, the start the product serves.
 The prepared data is shared between variants whose data settings are equal. A
 variant whose summary exists is not trained again. Writes <out>/levers.json.
 
@@ -27,11 +30,24 @@ sys.path.insert(0, str(REPO))
 from benchmarks.recipe_ablation import held_out_examples, score  # noqa: E402
 
 BASELINE = "baseline"
+SERVED_BOXES = "served-boxes"
 LEVERS = {
     BASELINE: (),
     "online-perturbation": ("trainer.online_perturbation.rotation_sigma_deg=5",),
     "mirror-extra": ("augment.mirror_copies=extra",),
+    SERVED_BOXES: (),   # served_box_overrides
 }
+
+
+def served_box_overrides(out: pathlib.Path) -> tuple[str, ...]:
+    """The override that points the 300-W source at the served detector's boxes."""
+    from benchmarks import served_boxes
+    from benchmarks.detector_calibration import BOX_CSVS
+
+    folder = (out / "served-box-csvs").resolve()
+    if not all((folder / name).exists() for name in BOX_CSVS):
+        served_boxes.main(["--out", str(folder)])
+    return (f"data.sources.0.boxes=[{', '.join(str(folder / n) for n in BOX_CSVS)}]",)
 
 
 def train(name: str, overrides: list[str], config: str, out: pathlib.Path) -> dict:
@@ -76,32 +92,33 @@ def main(argv=None) -> int:
                    "trainer.lr_drops=0", f"trainer.learning_rate={args.learning_rate}",
                    "trainer.time_budget_minutes=null"]
     names = [BASELINE, *[n for n in (args.only or LEVERS) if n != BASELINE]]
-    examples = held_out_examples(args.config)
-    rows, base_errors = {}, None
+    levers = {n: served_box_overrides(out) if n == SERVED_BOXES else LEVERS[n] for n in names}
+    starts = {"csv_boxes": held_out_examples(args.config)}
+    if SERVED_BOXES in levers:
+        starts["served_boxes"] = held_out_examples(args.config, levers[SERVED_BOXES])
+    rows, base_errors = {}, {}
     for name in names:
-        summary = train(name, [*equal_steps, *LEVERS[name]], args.config, out)
-        result, errors = score(out / name / "model", examples, args.threshold)
-        row = {"overrides": list(LEVERS[name]), "steps": summary.get("steps"),
-               "nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
-               "auc": round(result[f"auc_{args.threshold:g}"], 4),
-               "failure_percent": round(result[f"failure_rate_{args.threshold:g}"], 2)}
-        if base_errors is None:
-            base_errors = errors
-        else:
-            paired = metrics.paired_difference(errors * 100, base_errors * 100)
-            row["paired_difference_points"] = {k: round(v, 4) if isinstance(v, float) else v
-                                               for k, v in paired.items()}
+        summary = train(name, [*equal_steps, *levers[name]], args.config, out)
+        row = {"overrides": list(levers[name]), "steps": summary.get("steps")}
+        for start, examples in starts.items():
+            result, errors = score(out / name / "model", examples, args.threshold)
+            row[start] = {"nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
+                          "auc": round(result[f"auc_{args.threshold:g}"], 4),
+                          "failure_percent": round(result[f"failure_rate_{args.threshold:g}"], 2)}
+            line = (f"{name}: held-out NME from {start.replace('_', ' ')} "
+                    f"{row[start]['nme_inter_ocular_percent']}% after {row['steps']} steps")
+            if start in base_errors:
+                paired = metrics.paired_difference(errors * 100, base_errors[start] * 100)
+                row[start]["paired_difference_points"] = {
+                    k: round(v, 4) if isinstance(v, float) else v for k, v in paired.items()}
+                line += (f"; against the baseline {paired['mean']:+.3f} points "
+                         f"(95% {paired['low']:+.3f}..{paired['high']:+.3f})")
+            else:
+                base_errors[start] = errors
+            print(line, flush=True)
         rows[name] = row
-        print(f"{name}: held-out NME {row['nme_inter_ocular_percent']}% after "
-              f"{row['steps']} steps" + (f"; against the baseline "
-                                         f"{row['paired_difference_points']['mean']:+.3f} "
-                                         f"points (95% "
-                                         f"{row['paired_difference_points']['low']:+.3f}.."
-                                         f"{row['paired_difference_points']['high']:+.3f})"
-                                         if "paired_difference_points" in row else ""),
-              flush=True)
     (out / "levers.json").write_text(json.dumps({"config": args.config, "equal_steps": equal_steps,
-                                                 "faces": len(examples), "rows": rows},
+                                                 "faces": len(starts["csv_boxes"]), "rows": rows},
                                                 indent=2) + "\n")
     return 0
 

@@ -106,13 +106,13 @@ def train(variant: Variant, config: str, out: pathlib.Path, minutes: float,
     return json.loads(summary.read_text())
 
 
-def held_out_examples(config: str) -> list[bytes]:
+def held_out_examples(config: str, overrides=()) -> list[bytes]:
     """The held-out raw faces (photos, detector boxes) of the configuration's split."""
     from facealign.core import config as config_lib
     from facealign.core.raw_example import record_to_example
     from facealign.core.splits import held_out_faces
 
-    return [record_to_example(r) for r in held_out_faces(config_lib.load(config))]
+    return [record_to_example(r) for r in held_out_faces(config_lib.load(config, list(overrides)))]
 
 
 def score(model_dir: pathlib.Path, examples: list[bytes], threshold: float):
