@@ -12,7 +12,9 @@ import pathlib
 INSTALL_AIRFLOW = "pip install -e '.[airflow]'"
 
 # Airflow needs a start_date; a fixed one keeps the DAG the same at every parse, and
-# catchup=False stops Airflow from running every interval since then.
+# catchup=False stops Airflow from running every interval since then. max_active_runs=1:
+# a run that outlasts its interval makes the next one wait, as `facealign run`'s lock does
+# (two runs on one pipeline root would train twice and race at the push).
 TEMPLATE = '''\
 """Airflow DAG of facealign pipeline {name!r}, written by `facealign compile --target airflow`.
 
@@ -34,6 +36,7 @@ airflow_dag_config = {{
     "schedule": {schedule!r},
     "start_date": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
     "catchup": False,
+    "max_active_runs": 1,
 }}
 
 cfg = config.load(CONFIG, OVERRIDES)

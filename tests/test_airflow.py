@@ -77,6 +77,7 @@ def test_the_dag_file_names_the_config_and_its_overrides(tmp_path, capsys):
     dag_config = constants["airflow_dag_config"]
     assert ast.literal_eval(dag_config["schedule"]) == "@daily"
     assert ast.literal_eval(dag_config["catchup"]) is False
+    assert ast.literal_eval(dag_config["max_active_runs"]) == 1   # scheduled runs queue
 
 
 def test_without_airflow_the_command_says_how_to_install_it(tmp_path, monkeypatch, capsys):

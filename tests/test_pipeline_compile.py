@@ -49,7 +49,8 @@ def spanned_config(tmp_path, *lines) -> pathlib.Path:
     text = (REPO / "pipeline.yaml").read_text().replace(
         "root: demo_data/300w\n", f'root: "{tmp_path}/arrivals/{{SPAN}}"\n').replace(
         "boxes: [demo_data/300w/boxes.csv]", f'boxes: ["{tmp_path}/arrivals/{{SPAN}}/boxes.csv"]'
-    ).replace("  eval_count: 12 ", "  eval_fraction: 0.2 ")
+    ).replace("  eval_count: 12 ", "  eval_fraction: 0.2 ").replace(
+        "augment:\n", f"augment:\n  mean_shape: {tmp_path}/mean_shape.json\n")
     path = tmp_path / "spans.yaml"
     path.write_text(text + "\n".join(lines) + "\n")
     return path

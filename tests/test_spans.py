@@ -86,11 +86,15 @@ def test_a_face_keeps_its_split_when_others_arrive():
     assert any(moved[f] != s for f, s in splits.assign_splits(first, 40, seed=0).items())
 
 
-def test_a_spanned_source_needs_the_stable_hold_out():
+def test_a_spanned_source_needs_the_stable_hold_out_and_one_frame():
     raw = {"data": {"sources": [{"name": "a", "root": "x/{SPAN}"}]}}
     with pytest.raises(config.ConfigError, match="data.eval_fraction"):
         config.from_dict(raw)
     raw["data"]["eval_fraction"] = 0.1
+    with pytest.raises(config.ConfigError, match="augment.mean_shape: is not set, but sources "
+                                                 r"\['a'\] arrive in spans"):
+        config.from_dict(raw)      # one canonical frame for every span
+    raw["augment"] = {"mean_shape": "runs/mean_shape.json"}
     assert config.from_dict(raw).data.eval_fraction == 0.1
     with pytest.raises(config.ConfigError, match="not both"):
         config.from_dict({"data": {**raw["data"], "eval_count": 5}})
@@ -157,6 +161,41 @@ def test_the_driver_puts_span_version_and_fingerprint_before_the_cache(tmp_path)
     assert again.exec_properties[spec.SPAN_KEY].int_value == 3
     assert again.exec_properties[spec.FINGERPRINT_KEY] != output.exec_properties[
         spec.FINGERPRINT_KEY]
+
+
+def test_airflows_launcher_keys_its_cache_on_the_resolved_span(tmp_path):
+    """Airflow runs components through TFX's pre-IR launcher: its driver's pre_execution,
+    on a real MLMD store, caches an unchanged folder and runs a new span anew."""
+    from tfx import types
+    from tfx.orchestration import data_types as legacy_types
+    from tfx.orchestration import metadata, publisher
+
+    dealt = span_data.deal_spans(tmp_path / "arrivals", 2)
+    properties = {spec.SOURCES_KEY: json.dumps([span_data.spanned_source(tmp_path / "arrivals")]),
+                  spec.REQUESTED_SPAN_KEY: -1, spec.EVAL_COUNT_KEY: 0}
+    connection = metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite"))
+
+    def launch(run_id: str, publish: bool):
+        run = legacy_types.PipelineInfo("spans", str(tmp_path / "root"), run_id=run_id)
+        component = legacy_types.ComponentInfo("LandmarkExampleGen", "LandmarkExampleGen", run)
+        with metadata.Metadata(connection) as store:
+            decision = driver.SpanDriver(store).pre_execution(
+                input_dict={},
+                output_dict={spec.EXAMPLES_KEY: types.Channel(type=standard_artifacts.Examples)},
+                exec_properties=dict(properties), driver_args=legacy_types.DriverArgs(True),
+                pipeline_info=run, component_info=component)
+            if publish and not decision.use_cached_results:
+                publisher.Publisher(store).publish_execution(
+                    component, decision.output_dict, decision.exec_properties)
+        return decision
+
+    first = launch("scheduled-1", publish=True)
+    assert not first.use_cached_results and first.exec_properties[spec.SPAN_KEY] == 2
+    assert json.loads(first.exec_properties[spec.SOURCES_KEY])[0]["root"].endswith("/2")
+    assert launch("scheduled-2", publish=False).use_cached_results      # nothing new: cached
+    span_data.write_span(tmp_path / "arrivals" / "3", dealt[0][:3])
+    after = launch("scheduled-3", publish=False)
+    assert not after.use_cached_results and after.exec_properties[spec.SPAN_KEY] == 3
 
 
 def examples_of(span: int, artifact_id: int, version: int | None = None):

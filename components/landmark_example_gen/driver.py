@@ -64,6 +64,15 @@ class SpanDriver(legacy_driver.BaseDriver, base_driver.BaseDriver):
         legacy_driver.BaseDriver.__init__(self, metadata_handle)
         base_driver.BaseDriver.__init__(self, metadata_handle)
 
+    def resolve_exec_properties(self, exec_properties: dict, pipeline_info,
+                                component_info) -> dict:
+        """The pre-IR launcher's (Airflow's) hook: its cache lookup and the executor see the
+        resolved span, version and fingerprint, as with run()."""
+        del pipeline_info, component_info
+        resolution = resolve_inputs(exec_properties)
+        _report(resolution)
+        return {**exec_properties, **resolved_properties(resolution)}
+
     def run(self, execution_info: data_types.ExecutionInfo
             ) -> driver_output_pb2.DriverOutput:
         resolution = resolve_inputs(execution_info.exec_properties)
@@ -77,7 +86,11 @@ class SpanDriver(legacy_driver.BaseDriver, base_driver.BaseDriver):
                 labelled = copy.deepcopy(artifact)
                 label_examples(labelled, resolution)
                 result.output_artifacts[key].artifacts.append(labelled.mlmd_artifact)
-        print(f"ExampleGen: span {resolution.span}"
-              + (f", version {resolution.version}" if resolution.version is not None else "")
-              + f" ({resolution.fingerprint})", flush=True)
+        _report(resolution)
         return result
+
+
+def _report(resolution: spans.Resolution) -> None:
+    print(f"ExampleGen: span {resolution.span}"
+          + (f", version {resolution.version}" if resolution.version is not None else "")
+          + f" ({resolution.fingerprint})", flush=True)

@@ -510,6 +510,18 @@ class Config(_Section):
         return entries
 
     @pydantic.model_validator(mode="after")
+    def _spans_share_one_frame(self):
+        """Each span is cropped in its own run: without a pinned S0 each would get its own
+        canonical frame, and a window or a warm start would mix frames."""
+        spanned = [s.name for s in self.data.sources if "{SPAN}" in s.root]
+        if spanned and not self.augment.mean_shape:
+            raise KeyedError("augment.mean_shape", f"is not set, but sources {spanned} arrive "
+                             "in spans ({SPAN} in root): give a file path, written by the "
+                             "first run's Augment and read by every later one, so every span "
+                             "is cropped to one canonical frame")
+        return self
+
+    @pydantic.model_validator(mode="after")
     def _lr_drops_need_a_constant_rate(self):
         if self.trainer.lr_drops and self.model.name != "dan":
             raise KeyedError("trainer.lr_drops", f"is {self.trainer.lr_drops}, but model "
