@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     rows, base_errors = {}, {}
     for name in names:
         summary = train(name, [*equal_steps, *levers[name]], args.config, out)
-        row = {"overrides": list(levers[name]), "steps": summary.get("steps")}
+        row = {"overrides": list(levers[name]), "steps": sum(summary["steps_per_stage"])}
         for start, examples in starts.items():
             result, errors = score(out / name / "model", examples, args.threshold)
             row[start] = {"nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),

@@ -1,16 +1,21 @@
 """Scheduled runs on arriving data, end to end: three spans of the demo faces arrive one after
-another, then a fourth whose boxes are twice as large. Real LocalDagRunner runs (tiny DAN)."""
+another (span 2's run first killed inside the drift check, then started again), then a fourth
+whose boxes are twice as large. Real LocalDagRunner runs (tiny DAN)."""
 import csv
 import json
+import os
 import pathlib
+import signal
 import sqlite3
+import subprocess
 
 import numpy as np
 import pytest
 
+from facealign.core import faults
 from facealign.core.model_format import ModelMetadata
 from tests import span_data
-from tests.test_pipeline_e2e import run_pipeline, versions
+from tests.test_pipeline_e2e import REPO, pipeline_args, run_pipeline, versions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -66,24 +71,42 @@ def three_spans(tmp_path_factory):
     base = tmp_path / "arrivals"
     scratch = tmp_path / "dealt"
     dealt = span_data.deal_spans(scratch, 3)
-    runs = []
+    runs, killed = [], None
     for span in (1, 2, 3):
         span_data.write_span(base / str(span), dealt[span - 1])
+        if span == 2:   # the scheduled run for span 2 is first killed inside the drift check
+            killed = (subprocess.run(
+                pipeline_args(tmp_path, *spans_overrides(base, tmp_path)), cwd=REPO,
+                env={**os.environ, faults.FAULT_ENV: "DriftCheck"}, capture_output=True,
+                text=True, timeout=900), completed(tmp_path), len(versions(tmp_path)))
         runs.append((run_pipeline(tmp_path, *spans_overrides(base, tmp_path)),
                      completed(tmp_path), newest_model(tmp_path), len(versions(tmp_path))))
-    return tmp_path, base, dealt, runs
+    return tmp_path, base, dealt, runs, killed
 
 
 def test_each_run_preprocesses_only_the_new_span(three_spans):
-    _, _, _, runs = three_spans
+    _, _, _, runs, _ = three_spans
     for number, (result, counts, _, _) in enumerate(runs, start=1):
         assert f"ExampleGen: span {number}" in result.stdout
         for node in PREPROCESSING:
             assert counts[node] == number, (node, counts)
 
 
+def test_a_run_killed_in_the_drift_check_completes_when_started_again(three_spans):
+    _, _, _, runs, (result, counts, pushed) = three_spans
+    assert result.returncode == -signal.SIGKILL and " in DriftCheck at " in result.stderr
+    # span 2 was ingested and its statistics computed; the drift check never finished
+    assert counts["LandmarkExampleGen"] == counts["StatisticsGen"] == 2
+    assert counts["DriftCheck"] == counts["Augment"] == counts["Trainer"] == 1
+    assert pushed == runs[0][3] == 1
+    # started again: the same span from the cache, the check and the rest run, one push
+    assert "ExampleGen: span 2" in runs[1][0].stdout
+    assert runs[1][1]["LandmarkExampleGen"] == 2 and runs[1][1]["DriftCheck"] == 2
+    assert runs[1][3] == 2
+
+
 def test_the_trainer_trains_on_the_rolling_window_and_continues_the_last_model(three_spans):
-    _, _, _, runs = three_spans
+    _, _, _, runs, _ = three_spans
     lineages = [model["lineage"] for _, _, model, _ in runs]
     assert [lin["spans_per_generation"][-1] for lin in lineages] == [[1], [1, 2], [2, 3]]
     assert [lin["generation"] for lin in lineages] == [1, 2, 3]
@@ -93,7 +116,7 @@ def test_the_trainer_trains_on_the_rolling_window_and_continues_the_last_model(t
 
 
 def test_every_run_is_evaluated_on_the_same_faces(three_spans):
-    tmp_path, _, dealt, runs = three_spans
+    tmp_path, _, dealt, runs, _ = three_spans
     faces = evaluated_faces(tmp_path)
     assert len(faces) == 3 and faces[0] == faces[1] == faces[2]
     span_one = {f"demo:{image.rsplit('.', 1)[0]}" for image in dealt[0]}
@@ -102,7 +125,7 @@ def test_every_run_is_evaluated_on_the_same_faces(three_spans):
 
 
 def test_one_frame_for_every_span(three_spans):
-    tmp_path, _, _, runs = three_spans
+    tmp_path, _, _, runs, _ = three_spans
     pinned = np.array(json.loads((tmp_path / "mean_shape.json").read_text())["mean_shape"])
     for _, _, model, _ in runs:
         np.testing.assert_allclose(np.array(model["mean_shape"]), pinned, atol=1e-4)
@@ -113,7 +136,7 @@ def test_the_run_report_shows_each_span_and_its_drift_check(three_spans):
     from pipeline import run_report
     from tests.test_pipeline_e2e import REPO
 
-    tmp_path, base, _, _ = three_spans
+    tmp_path, base, _, _, _ = three_spans
     cfg = config.load(REPO / "pipeline.yaml", [
         f"pipeline.root={tmp_path / 'root'}", f"serving.base_dir={tmp_path / 'serving'}",
         *spans_overrides(base, tmp_path)])
@@ -125,7 +148,7 @@ def test_the_run_report_shows_each_span_and_its_drift_check(three_spans):
 
 
 def test_a_span_whose_boxes_doubled_stops_the_run_before_training(three_spans):
-    tmp_path, base, dealt, runs = three_spans
+    tmp_path, base, dealt, runs, _ = three_spans
     span_data.write_span(base / "4", dealt[2], box_scale=2.0)
     result = run_pipeline(tmp_path, *spans_overrides(base, tmp_path), check=False)
     assert result.returncode != 0
