@@ -39,6 +39,13 @@ LEVERS = {
 }
 
 
+def equal_steps(epochs: int, learning_rate: float) -> list[str]:
+    """The same optimizer steps for every variant: no early stop, drop or time budget."""
+    return [f"trainer.max_epochs_per_stage={epochs}", "trainer.patience=1000",
+            "trainer.lr_drops=0", f"trainer.learning_rate={learning_rate}",
+            "trainer.time_budget_minutes=null"]
+
+
 def served_box_overrides(out: pathlib.Path) -> tuple[str, ...]:
     """The override that points the 300-W source at the served detector's boxes."""
     from benchmarks import served_boxes
@@ -88,9 +95,7 @@ def main(argv=None) -> int:
     from facealign.core import metrics
 
     out = pathlib.Path(args.out)
-    equal_steps = [f"trainer.max_epochs_per_stage={args.epochs}", "trainer.patience=1000",
-                   "trainer.lr_drops=0", f"trainer.learning_rate={args.learning_rate}",
-                   "trainer.time_budget_minutes=null"]
+    steps = equal_steps(args.epochs, args.learning_rate)
     names = [BASELINE, *[n for n in (args.only or LEVERS) if n != BASELINE]]
     levers = {n: served_box_overrides(out) if n == SERVED_BOXES else LEVERS[n] for n in names}
     starts = {"csv_boxes": held_out_examples(args.config)}
@@ -98,7 +103,7 @@ def main(argv=None) -> int:
         starts["served_boxes"] = held_out_examples(args.config, levers[SERVED_BOXES])
     rows, base_errors = {}, {}
     for name in names:
-        summary = train(name, [*equal_steps, *levers[name]], args.config, out)
+        summary = train(name, [*steps, *levers[name]], args.config, out)
         row = {"overrides": list(levers[name]), "steps": sum(summary["steps_per_stage"])}
         for start, examples in starts.items():
             result, errors = score(out / name / "model", examples, args.threshold)
@@ -117,7 +122,7 @@ def main(argv=None) -> int:
                 base_errors[start] = errors
             print(line, flush=True)
         rows[name] = row
-    (out / "levers.json").write_text(json.dumps({"config": args.config, "equal_steps": equal_steps,
+    (out / "levers.json").write_text(json.dumps({"config": args.config, "equal_steps": steps,
                                                  "faces": len(starts["csv_boxes"]), "rows": rows},
                                                 indent=2) + "\n")
     return 0
