@@ -23,7 +23,8 @@ def test_each_lever_changes_only_its_switch_at_equal_steps(lever):
     changed = {(section, key) for section in base for key in base[section]
                if base[section][key] != varied[section][key]}
     expected = {"baseline": set(), "online-perturbation": {("trainer", "online_perturbation")},
-                "mirror-extra": {("augment", "mirror_copies")}}
+                "mirror-extra": {("augment", "mirror_copies")},
+                "milder-augment": {("augment", "rotation_sigma_deg"), ("augment", "scale_sigma")}}
     assert changed == expected[lever]
 
 
