@@ -27,13 +27,12 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.recipe_ablation import held_out_examples, score  # noqa: E402
+from benchmarks.recipe_ablation import held_out_examples, score, train_variant  # noqa: E402
 from trainer.aan_model import TABLE5  # noqa: E402
 
 # Table 5 of Yue et al. 2018: NME % (AFLW, 300VW category 3) for each row.
@@ -59,31 +58,9 @@ def overrides_for(row: str, epochs: int, steps_per_epoch: int, batch_size: int) 
     return sets
 
 
-def share_prepared_data(out: pathlib.Path, work: pathlib.Path) -> None:
-    """Links the data another row prepared (the same data.* and augment.*) into `work`."""
-    for data in sorted(out.glob("*/data-*")):
-        target = work / data.name
-        if data.parent != work and not target.exists() and not data.is_symlink():
-            target.symlink_to(data.resolve())
-
-
 def train(row: str, config: str, out: pathlib.Path, sets: list[str]) -> dict:
     """Trains one row unless its model exists; returns its training summary."""
-    work = out / folder_name(row)
-    summary = work / "summary.json"
-    if summary.exists():
-        return json.loads(summary.read_text())
-    work.mkdir(parents=True, exist_ok=True)
-    share_prepared_data(out, work)
-    command = [sys.executable, "-m", "facealign.cli", "train", "--config", config,
-               "--work-dir", str(work)] + [arg for s in sets for arg in ("--set", s)]
-    print(f"{row}: training ({' '.join(sets)}); log in {work / 'train.log'}", flush=True)
-    with open(work / "train.log", "w") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    if code or not summary.exists():
-        tail = (work / "train.log").read_text()[-3000:]
-        raise SystemExit(f"{row}: training failed (exit {code}):\n{tail}")
-    return json.loads(summary.read_text())
+    return train_variant(row, config, out / folder_name(row), sets)
 
 
 def table(rows: dict) -> str:

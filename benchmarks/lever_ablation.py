@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.recipe_ablation import held_out_examples, score  # noqa: E402
+from benchmarks.recipe_ablation import held_out_examples, score, train_variant  # noqa: E402
 
 BASELINE = "baseline"
 SERVED_BOXES = "served-boxes"
@@ -61,31 +60,6 @@ def served_box_overrides(out: pathlib.Path) -> tuple[str, ...]:
     return (f"data.sources.0.boxes=[{', '.join(str(folder / n) for n in BOX_CSVS)}]",)
 
 
-def train(name: str, overrides: list[str], config: str, out: pathlib.Path) -> dict:
-    """Trains one variant unless its summary exists; returns that summary."""
-    from facealign.core import config as config_lib
-    from pipeline.prepare import data_key
-
-    work = out / name
-    summary = work / "summary.json"
-    if summary.exists():
-        return json.loads(summary.read_text())
-    work.mkdir(parents=True, exist_ok=True)
-    folder = f"data-{data_key(config_lib.load(config, overrides))}"
-    shared = next((p for p in sorted(out.glob(f"*/{folder}")) if p.parent != work), None)
-    if shared is not None and not (work / folder).exists():
-        (work / folder).symlink_to(shared.resolve(), target_is_directory=True)
-    command = [sys.executable, "-m", "facealign.cli", "train", "--config", config,
-               "--work-dir", str(work)] + [arg for o in overrides for arg in ("--set", o)]
-    print(f"{name}: training ({' '.join(overrides)}); log in {work / 'train.log'}", flush=True)
-    with open(work / "train.log", "w") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    if code or not summary.exists():
-        raise SystemExit(f"{name}: training failed (exit {code}):\n"
-                         f"{(work / 'train.log').read_text()[-3000:]}")
-    return json.loads(summary.read_text())
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs/300w-fast.yaml"))
@@ -107,7 +81,7 @@ def main(argv=None) -> int:
         starts["served_boxes"] = held_out_examples(args.config, levers[SERVED_BOXES])
     rows, base_errors = {}, {}
     for name in names:
-        summary = train(name, [*steps, *levers[name]], args.config, out)
+        summary = train_variant(name, args.config, out / name, [*steps, *levers[name]])
         row = {"overrides": list(levers[name]), "steps": sum(summary["steps_per_stage"])}
         for start, examples in starts.items():
             result, errors = score(out / name / "model", examples, args.threshold)

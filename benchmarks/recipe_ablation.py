@@ -93,16 +93,29 @@ def train(variant: Variant, config: str, out: pathlib.Path, minutes: float,
     if variant.table == "stage 2":
         overrides.append(f"trainer.warm_start={(out / BASELINE / 'model').resolve()}")
     overrides += variant.overrides
+    return train_variant(variant.name, config, work, overrides)
+
+
+def train_variant(name: str, config: str, work: pathlib.Path, overrides: list[str]) -> dict:
+    """`facealign train` of one variant of an ablation into `work` (a folder of the ablation's
+    output), unless its summary exists; returns that summary. Data a sibling variant prepared
+    is linked in: `facealign train` uses the folder whose key matches its data settings."""
+    summary = work / "summary.json"
+    if summary.exists():
+        return json.loads(summary.read_text())
     work.mkdir(parents=True, exist_ok=True)
+    for data in sorted(work.parent.glob("*/data-*")):
+        target = work / data.name
+        if data.parent != work and not target.exists() and not data.is_symlink():
+            target.symlink_to(data.resolve(), target_is_directory=True)
     command = [sys.executable, "-m", "facealign.cli", "train", "--config", config,
                "--work-dir", str(work)] + [arg for o in overrides for arg in ("--set", o)]
-    print(f"{variant.name}: training ({' '.join(overrides)}); log in {work / 'train.log'}",
-          flush=True)
+    print(f"{name}: training ({' '.join(overrides)}); log in {work / 'train.log'}", flush=True)
     with open(work / "train.log", "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     if code or not summary.exists():
         tail = (work / "train.log").read_text()[-3000:]
-        raise SystemExit(f"{variant.name}: training failed (exit {code}):\n{tail}")
+        raise SystemExit(f"{name}: training failed (exit {code}):\n{tail}")
     return json.loads(summary.read_text())
 
 
