@@ -26,11 +26,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.detector_calibration import BOX_CSVS, DATA, limit_threads  # noqa: E402
+from benchmarks.detector_calibration import BOX_CSVS, DATA, MATCH_IOU, limit_threads  # noqa: E402
+from facealign.core.data.boxes import CSV_HEADER as COLUMNS  # noqa: E402
+from facealign.core.data.boxes import read_box_csvs  # noqa: E402
 from serving import box_convention  # noqa: E402
-
-COLUMNS = ("image", "x0", "y0", "x1", "y1")
-MATCH_IOU = 0.5
 
 
 def served_rows(rows: list[dict], data: pathlib.Path, detect) -> tuple[list[dict], list[float]]:
@@ -73,19 +72,24 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     result = {}
     for name in args.csvs:
-        with open(args.data / "boxes" / name, newline="") as f:
-            rows = list(csv.DictReader(f))
+        # the project's reader: a malformed row or a missing photo is a reject, said and counted
+        boxes, rejects = read_box_csvs([args.data / "boxes" / name], args.data)
+        for reject in rejects:
+            print(f"served_boxes: rejected {reject}", flush=True)
+        rows = [{"image": image, **dict(zip(COLUMNS[1:], entry.box))}
+                for image, entry in boxes.items()]
         replaced, overlaps = served_rows(rows, args.data, detect)
         with open(args.out / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows({k: row[k] for k in COLUMNS} for row in replaced)
         result[name] = {"faces": len(rows), "served": len(overlaps),
-                        "kept_csv_box": len(rows) - len(overlaps),
+                        "kept_csv_box": len(rows) - len(overlaps), "rejected": len(rejects),
                         "mean_iou": round(float(np.mean(overlaps)), 4) if overlaps else None}
         print(f"served_boxes: {name}: {len(overlaps)} of {len(rows)} boxes from the served "
               f"detector (mean IoU with the CSV box {result[name]['mean_iou']}), "
-              f"{len(rows) - len(overlaps)} kept; wrote {args.out / name}", flush=True)
+              f"{len(rows) - len(overlaps)} kept, {len(rejects)} rows rejected; wrote "
+              f"{args.out / name}", flush=True)
     print(json.dumps(result))
     return result
 

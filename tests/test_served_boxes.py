@@ -85,3 +85,21 @@ def test_the_served_boxes_lever_holds_out_the_same_faces_from_the_new_boxes(tmp_
     assert [f.face_id for f in served] == [f.face_id for f in base] and len(base) == 100
     moved = [np.abs(np.asarray(s.box) - np.asarray(b.box)).max() for s, b in zip(served, base)]
     assert sum(m > 1.0 for m in moved) >= 95      # nearly every start is the detector's now
+
+
+def test_malformed_rows_are_rejected_by_line_and_counted(shared_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "boxes").mkdir(parents=True)
+    (data / "afw").symlink_to(shared_data / "300w" / "afw")
+    (data / "boxes" / "bad.csv").write_text(
+        "image,x0,y0,x1,y1\nafw/1051618982_1.jpg,108.53,108.84,324.42,324.74\n"
+        "afw/1130084326_3.jpg,1,2,x,4\nafw/no_such_photo.jpg,1,2,3,4\n")
+    result = served_boxes.main(["--out", str(tmp_path / "out"), "--data", str(data),
+                                "--csvs", "bad.csv"])
+    assert result["bad.csv"]["faces"] == result["bad.csv"]["served"] == 1
+    assert result["bad.csv"]["rejected"] == 2
+    printed = capsys.readouterr().out
+    assert "served_boxes: rejected " in printed
+    assert "bad.csv: line 3: " in printed and "bad.csv: line 4: " in printed
+    with open(tmp_path / "out" / "bad.csv") as handle:
+        assert [row["image"] for row in csv.DictReader(handle)] == ["afw/1051618982_1.jpg"]
