@@ -89,12 +89,17 @@ class DataSection(_Section):
     on_error: Literal["skip", "fail"] = "skip"
     range: RangeSection = RangeSection()
 
+    @property
+    def spanned_sources(self) -> list[str]:
+        """Names of the sources that arrive in spans ({SPAN} in their root)."""
+        return [s.name for s in self.sources if "{SPAN}" in s.root]
+
     @pydantic.model_validator(mode="after")
     def _one_hold_out(self):
         if self.eval_fraction is not None and "eval_count" in self.model_fields_set \
                 and self.eval_count is not None:
             raise ValueError("give data.eval_count or data.eval_fraction, not both")
-        spanned = [s.name for s in self.sources if "{SPAN}" in s.root]
+        spanned = self.spanned_sources
         if spanned and self.eval_fraction is None:
             raise ValueError(f"sources {spanned} arrive in spans ({{SPAN}} in root): set "
                              "data.eval_fraction, so each face's split is fixed by a stable "
@@ -513,7 +518,7 @@ class Config(_Section):
     def _spans_share_one_frame(self):
         """Each span is cropped in its own run: without a pinned S0 each would get its own
         canonical frame, and a window or a warm start would mix frames."""
-        spanned = [s.name for s in self.data.sources if "{SPAN}" in s.root]
+        spanned = self.data.spanned_sources
         if spanned and not self.augment.mean_shape:
             raise KeyedError("augment.mean_shape", f"is not set, but sources {spanned} arrive "
                              "in spans ({SPAN} in root): give a file path, written by the "
