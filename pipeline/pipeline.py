@@ -138,7 +138,8 @@ def create_components(cfg: Config, kubeflow: bool = False,
         else cfg.data.range.span)
     example_gen = LandmarkExampleGen(sources=cfg.source_entries(), eval_count=cfg.data.eval_count,
                                      eval_fraction=cfg.data.eval_fraction, seed=cfg.data.seed,
-                                     on_error=cfg.data.on_error, requested_span=requested_span)
+                                     on_error=cfg.data.on_error, requested_span=requested_span,
+                                     train_fraction=cfg.data.train_fraction)
     raw_examples = example_gen.outputs[example_gen_spec.EXAMPLES_KEY]
     statistics_gen = tfx.components.StatisticsGen(examples=raw_examples)
     statistics = statistics_gen.outputs["statistics"]

@@ -23,7 +23,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def run_example_gen(tmp_path: pathlib.Path, sources: list[dict], eval_count: int,
                     seed: int = 0, on_error: str = "skip", eval_fraction: float = 0.0,
-                    requested_span: int = -1, resolved_by_driver: bool = False):
+                    requested_span: int = -1, resolved_by_driver: bool = False,
+                    train_fraction: float | None = None):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.id = 1
@@ -32,6 +33,8 @@ def run_example_gen(tmp_path: pathlib.Path, sources: list[dict], eval_count: int
     properties = {"sources": json.dumps(sources), "eval_count": eval_count, "seed": seed,
                   "on_error": on_error, "eval_fraction": eval_fraction,
                   "requested_span": requested_span}
+    if train_fraction is not None:
+        properties["train_fraction"] = train_fraction
     if resolved_by_driver:   # as the launcher hands them over after SpanDriver
         properties.update(driver.resolved_properties(driver.resolve_inputs(properties)))
     executor.Executor(context).Do({}, {"examples": [examples]}, properties)
@@ -208,6 +211,36 @@ def test_eval_count_leaving_no_training_faces_stops_the_executor(demo_data, tmp_
     assert not (tmp_path / "examples").exists()
 
 
+def test_a_train_fraction_leaves_training_faces_out_and_says_how_many(demo_data, tmp_path,
+                                                                      clean_run, capsys):
+    """data.train_fraction: fewer training faces, the same held-out faces, and the faces left
+    out counted in the log and the ingest report, not silently dropped."""
+    examples = run_example_gen(tmp_path, [demo_source(demo_data / "300w")], EVAL_COUNT,
+                               train_fraction=0.5)
+    train = {text(e, names.RAW_FACE_ID) for e in read_split(examples, "train")}
+    held_out = {text(e, names.RAW_FACE_ID) for e in read_split(examples, "eval")}
+    _, all_faces = clean_run
+    assert held_out == {text(e, names.RAW_FACE_ID) for e in read_split(all_faces, "eval")}
+    assert train < {text(e, names.RAW_FACE_ID) for e in read_split(all_faces, "train")}
+    left_out = 60 - EVAL_COUNT - len(train)
+    assert 10 < len(train) < 38 and left_out > 0
+    report = json.loads((pathlib.Path(examples.uri) / spec.REPORT_FILE).read_text())
+    assert report["left_out_by_train_fraction"] == left_out
+    assert report["per_split"] == {"train": len(train), "eval": EVAL_COUNT}
+    out = capsys.readouterr().out
+    assert (f"data.train_fraction=0.5: training on {len(train)} of {60 - EVAL_COUNT} training "
+            f"faces, {left_out} left out") in out
+    assert f"ExampleGen: {EVAL_COUNT + len(train)} faces used" in out
+
+
+def test_the_pipeline_passes_train_fraction_to_example_gen(demo_data):
+    sources = [demo_source(demo_data / "300w")]
+    assert LandmarkExampleGen(sources=sources, eval_count=12).exec_properties[
+        "train_fraction"] == 1.0
+    assert LandmarkExampleGen(sources=sources, eval_count=12, train_fraction=0.25
+                              ).exec_properties["train_fraction"] == 0.25
+
+
 # --- splits.assign_splits ----------------------------------------------------------
 
 FACES = [(f"d:face_{i:03d}", "train") for i in range(40)] + [(f"t:face_{i}", "test")
@@ -239,6 +272,51 @@ def test_assign_splits_eval_count_zero_and_test_only():
 def test_assign_splits_eval_count_leaving_no_training_faces(eval_count):
     with pytest.raises(ValueError, match=r"eval_count=\d+ leaves no training faces.*40 faces"):
         splits.assign_splits(FACES, eval_count, seed=0)
+
+
+def test_training_subsets_are_nested_and_keep_the_held_out_faces():
+    """A smaller fraction's faces are inside every larger one's (a learning curve adds faces,
+    it does not swap them), test faces are never touched, and the hold-out is the same."""
+    full = splits.assign_splits(FACES, 7, seed=11)
+    subsets = {}
+    for fraction in (0.25, 0.5, 0.75, 1.0):
+        assigned = splits.assign_splits(FACES, 7, seed=11, train_fraction=fraction)
+        assert {k for k, v in assigned.items() if v == "eval"} == \
+            {k for k, v in full.items() if v == "eval"}
+        assert all(assigned[k] == "test" for k, split in FACES if split == "test")
+        subsets[fraction] = {k for k, v in assigned.items() if v == "train"}
+        left_out = {k for k, v in assigned.items() if v == splits.LEFT_OUT}
+        assert subsets[fraction] | left_out == {k for k, v in full.items() if v == "train"}
+    assert subsets[0.25] < subsets[0.5] < subsets[0.75] < subsets[1.0]
+    assert len(subsets[1.0]) == 33 and 3 <= len(subsets[0.25]) <= 15
+
+
+def test_a_train_fraction_leaving_no_training_face_is_an_error():
+    records = [type("Face", (), {"face_id": f"d:{i}", "dataset": "d"})() for i in range(3)]
+    with pytest.raises(ValueError, match=r"data.train_fraction=0.001 leaves none of the 2"):
+        splits.split_faces(records, {"d": "train"}, 1, seed=0, train_fraction=0.001)
+
+
+def test_facealign_train_reads_the_same_subset_and_says_so(clean_run):
+    """`facealign train`'s data preparation and the benchmarks split through configured_faces:
+    the same training subset, and the same line about the faces left out."""
+    lines = []
+    cfg = config.load(REPO / "pipeline.yaml", [f"data.eval_count={EVAL_COUNT}",
+                                               "data.train_fraction=0.5"])
+    faces = splits.configured_faces(cfg, log=lines.append)
+    assert set(faces) == {"train", "eval", "test"}
+    assert len(faces["eval"]) == EVAL_COUNT
+    used = len(faces["train"])
+    assert (f"data.train_fraction=0.5: training on {used} of {60 - EVAL_COUNT} training faces, "
+            f"{60 - EVAL_COUNT - used} left out (the held-out faces are unchanged)") in lines
+
+
+def test_train_fraction_is_validated_on_load():
+    with pytest.raises(config.ConfigError, match="train_fraction"):
+        config.load(REPO / "pipeline.yaml", ["data.train_fraction=0"])
+    with pytest.raises(config.ConfigError, match="train_fraction"):
+        config.load(REPO / "pipeline.yaml", ["data.train_fraction=1.5"])
+    assert config.load(REPO / "pipeline.yaml").data.train_fraction == 1.0
 
 
 # --- the component ------------------------------------------------------------------

@@ -17,7 +17,8 @@ class LandmarkExampleGen(base_beam_component.BaseBeamComponent):
 
     Parameters: `sources` (data.sources entries with absolute paths, see
     pipeline/; a root may hold {SPAN} and {VERSION}), `eval_count` or
-    `eval_fraction` and `seed` (the validation hold-out), `on_error`, and
+    `eval_fraction` and `seed` (the validation hold-out), `train_fraction` (the
+    share of the other training faces used; 1: all), `on_error`, and
     `requested_span` (data.range.span: -1 for the latest; an int or a
     RuntimeParameter). Output `examples`: gzipped raw-face tf.Examples per split
     (feature names in facealign/core/examples.py) and `ingest_report.json`,
@@ -30,9 +31,10 @@ class LandmarkExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, sources: list[dict], eval_count: int | None, seed: int = 0,
                  on_error: str = "skip", eval_fraction: float | None = None,
-                 requested_span=-1):
+                 requested_span=-1, train_fraction: float = 1.0):
         super().__init__(spec=LandmarkExampleGenSpec(
             sources=json.dumps(sources, sort_keys=True),
             eval_count=int(eval_count or 0), eval_fraction=float(eval_fraction or 0.0),
             seed=int(seed), on_error=on_error, requested_span=requested_span,
+            train_fraction=float(train_fraction),
             examples=types.Channel(type=standard_artifacts.Examples)))

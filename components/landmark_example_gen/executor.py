@@ -48,10 +48,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise ValueError("ExampleGen: no usable face in the configured sources "
                              f"({report.rejected} rejected); see the lines above")
         source_split = {s["name"]: s.get("split", splitting.TRAIN) for s in sources}
+        train_fraction = float(exec_properties.get(spec.TRAIN_FRACTION_KEY) or 1.0)
         by_split = splitting.split_faces(records, source_split,
                                          int(exec_properties[spec.EVAL_COUNT_KEY]),
                                          int(exec_properties[spec.SEED_KEY]),
-                                         float(exec_properties[spec.EVAL_FRACTION_KEY]) or None)
+                                         float(exec_properties[spec.EVAL_FRACTION_KEY]) or None,
+                                         train_fraction)
+        left_out_line = splitting.left_out_line(by_split, train_fraction)
+        if left_out_line:
+            print(f"ExampleGen: {left_out_line}", flush=True)
+        left_out = len(by_split.pop(splitting.LEFT_OUT, ()))
         faces = [face_dict(r, split) for split, chosen in by_split.items() for r in chosen]
         split_names = [split for split, chosen in by_split.items() if chosen]
 
@@ -80,9 +86,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             json.dump({"span": resolution.span, "version": resolution.version,
                        "fingerprint": resolution.fingerprint,
                        "accepted": len(records), "rejected": report.rejected,
-                       "per_split": counts,
+                       "per_split": counts, "left_out_by_train_fraction": left_out,
                        "rejects": [{"file": r.file, "reason": r.reason, "dataset": r.dataset}
                                    for r in report.rejects]}, handle, indent=2)
         logging.info("ExampleGen wrote %s", counts)
-        print(f"ExampleGen: {len(records)} faces used ({counts}), "
-              f"{report.rejected} inputs rejected", flush=True)
+        print(f"ExampleGen: {len(records) - left_out} faces used ({counts}), "
+              + (f"{left_out} left out by data.train_fraction, " if left_out else "")
+              + f"{report.rejected} inputs rejected", flush=True)

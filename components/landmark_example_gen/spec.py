@@ -15,6 +15,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 SOURCES_KEY = "sources"          # JSON list of data.sources entries, paths absolute
 EVAL_COUNT_KEY = "eval_count"    # train-source faces held out for validation (or 0)...
 EVAL_FRACTION_KEY = "eval_fraction"  # ... or this fraction of them, by a stable hash (or 0)
+TRAIN_FRACTION_KEY = "train_fraction"  # data.train_fraction: the training faces used (1: all)
 SEED_KEY = "seed"                # the hold-out draw
 ON_ERROR_KEY = "on_error"        # "skip" or "fail"
 REQUESTED_SPAN_KEY = "requested_span"  # data.range.span: a span number, or -1 for the latest
@@ -37,6 +38,7 @@ class LandmarkExampleGenSpec(types.ComponentSpec):
         SOURCES_KEY: ExecutionParameter(type=str),
         EVAL_COUNT_KEY: ExecutionParameter(type=int),
         EVAL_FRACTION_KEY: ExecutionParameter(type=float),
+        TRAIN_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
         SEED_KEY: ExecutionParameter(type=int),
         ON_ERROR_KEY: ExecutionParameter(type=str),
         REQUESTED_SPAN_KEY: ExecutionParameter(type=int),

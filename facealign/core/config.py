@@ -85,6 +85,10 @@ class DataSection(_Section):
     # where a face's split must not move when others arrive) eval_fraction by a stable hash.
     eval_count: Annotated[int, Field(ge=1)] | None = 100
     eval_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # Train on this fraction of the training faces (drawn by a stable hash, so a smaller
+    # fraction's faces are inside every larger one's); the held-out faces do not change.
+    # For learning curves: what more data would buy (benchmarks/data_scaling.py).
+    train_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     seed: int = 0
     on_error: Literal["skip", "fail"] = "skip"
     range: RangeSection = RangeSection()
