@@ -66,8 +66,9 @@ def fit_power_law(faces, nme) -> tuple[float, float]:
     return float(np.exp(intercept)), float(-slope)
 
 
-def plot(rows: list[dict], a: float, b: float, path: pathlib.Path) -> None:
+def plot(rows: list[dict], references: dict, a: float, b: float, path: pathlib.Path) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -80,16 +81,25 @@ def plot(rows: list[dict], a: float, b: float, path: pathlib.Path) -> None:
         means = [nme[faces == n].mean() for n in np.unique(faces)]
         line, = ax.plot(np.unique(faces), means, marker + "-", label=f"{label} (mean of seeds)")
         ax.plot(faces, nme, marker, color=line.get_color(), alpha=0.35)
+    for name, reference in references.items():   # trained on all the faces, as published
+        ax.plot(faces.max(), reference["held_out"]["nme_inter_ocular_percent"], "*",
+                markersize=9, label=f"{name}, held-out")
     ax.plot(grid, a * grid ** -b, ":", color="gray", label=f"fit {a:.1f} * faces^-{b:.3f}")
     ax.axvline(FULL_300W_TRAINING_FACES, color="gray", lw=0.8)
-    ax.text(FULL_300W_TRAINING_FACES, ax.get_ylim()[1], " full 300-W train", va="top",
-            fontsize=8)
+    ax.text(FULL_300W_TRAINING_FACES, a * FULL_300W_TRAINING_FACES ** -b,
+            f"  full 300-W train\n  ({FULL_300W_TRAINING_FACES} faces)", fontsize=8, ha="right",
+            va="bottom")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks = sorted({*np.unique(faces).tolist(), FULL_300W_TRAINING_FACES})
+    ax.set_xticks(ticks, [str(int(t)) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_xlabel("training faces")
     ax.set_ylabel("NME inter-ocular (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -180,7 +190,7 @@ def main(argv=None) -> int:
                                "nme_inter_ocular_percent": round(at_full, 3),
                                "factor_over_largest_arm": round(factor, 4)}}
     (out / "data_scaling.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(rows, a, b, out / "data_scaling.png")
+    plot(rows, references, a, b, out / "data_scaling.png")
     print(f"wrote {out / 'data_scaling.json'} and {out / 'data_scaling.png'}")
     return 0
 
