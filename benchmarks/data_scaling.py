@@ -31,7 +31,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.recipe_ablation import held_out_examples, score, train_variant  # noqa: E402
+from benchmarks.recipe_ablation import rounded_figures, score, train_variant  # noqa: E402
 
 FULL_300W_TRAINING_FACES = 3148   # AFW, HELEN train, LFPW train and iBUG: dlib's training set
 
@@ -49,15 +49,19 @@ def arm_overrides(fraction: float, max_epochs: int, seed: int = 0) -> list[str]:
             "trainer.time_budget_minutes=null"]
 
 
-def training_faces(config: str, fraction: float, count: int) -> tuple[int, list[bytes]]:
-    """(how many training faces `fraction` keeps, the first `count` of them as raw examples)."""
+def read_faces(config: str, fractions: list[float]) -> tuple[list, dict[float, list]]:
+    """(the held-out faces, {fraction: the training faces it keeps}), the data read once: the
+    hold-out is drawn before the subset, so every fraction's subset is a filter of all the
+    training faces by the same rule data.train_fraction applies (splits.in_training_subset)."""
     from facealign.core import config as config_lib
-    from facealign.core.raw_example import record_to_example
-    from facealign.core.splits import configured_faces
+    from facealign.core import splits
 
-    faces = configured_faces(config_lib.load(config, [f"data.train_fraction={fraction:g}"]),
-                             log=lambda line: None)["train"]
-    return len(faces), [record_to_example(r) for r in faces[:count]]
+    cfg = config_lib.load(config, ["data.train_fraction=1"])
+    faces = splits.configured_faces(cfg, log=lambda line: None)
+    return faces[splits.EVAL], {
+        fraction: [r for r in faces[splits.TRAIN]
+                   if splits.in_training_subset(r.face_id, cfg.data.seed, fraction)]
+        for fraction in fractions}
 
 
 def fit_power_law(faces, nme) -> tuple[float, float]:
@@ -135,20 +139,19 @@ def main(argv=None) -> int:
     if args.only is not None:
         return 0
 
-    held_out = held_out_examples(args.config)
-    _, seen_by_all = training_faces(args.config, fractions[0], args.train_sample)
+    from facealign.core.raw_example import record_to_example
+
+    held_out_faces, training = read_faces(args.config, fractions)
+    faces_scored = {"held_out": [record_to_example(r) for r in held_out_faces],
+                    "training_sample": [record_to_example(r)   # every arm trained on these
+                                        for r in training[fractions[0]][:args.train_sample]]}
 
     def scores(model: pathlib.Path) -> dict:
         """The model's figures on the held-out faces and on the training faces all arms saw."""
-        figures = {}
-        for name, examples in (("held_out", held_out), ("training_sample", seen_by_all)):
-            result, _ = score(model, examples, args.threshold)
-            figures[name] = {"faces": len(examples),
-                             "nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
-                             "auc": round(result[f"auc_{args.threshold:g}"], 4),
-                             "failure_percent": round(result[f"failure_rate_{args.threshold:g}"],
-                                                      2)}
-        return figures
+        return {name: {"faces": len(examples),
+                       **rounded_figures(score(model, examples, args.threshold)[0],
+                                         args.threshold)}
+                for name, examples in faces_scored.items()}
 
     references = {}
     for reference in args.reference:
@@ -161,7 +164,7 @@ def main(argv=None) -> int:
               f"{references[name]['training_sample']['nme_inter_ocular_percent']}%", flush=True)
     rows = []
     for fraction in fractions:
-        count = training_faces(args.config, fraction, 0)[0]
+        count = len(training[fraction])
         for seed in seeds:
             work = out / arm_name(fraction, seed)
             summary = json.loads((work / "summary.json").read_text())

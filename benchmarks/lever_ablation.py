@@ -26,7 +26,7 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.recipe_ablation import held_out_examples, score, train_variant  # noqa: E402
+from benchmarks.recipe_ablation import held_out_examples, rounded_figures, score, train_variant  # noqa: E402
 
 BASELINE = "baseline"
 SERVED_BOXES = "served-boxes"
@@ -85,9 +85,7 @@ def main(argv=None) -> int:
         row = {"overrides": list(levers[name]), "steps": sum(summary["steps_per_stage"])}
         for start, examples in starts.items():
             result, errors = score(out / name / "model", examples, args.threshold)
-            row[start] = {"nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
-                          "auc": round(result[f"auc_{args.threshold:g}"], 4),
-                          "failure_percent": round(result[f"failure_rate_{args.threshold:g}"], 2)}
+            row[start] = rounded_figures(result, args.threshold)
             line = (f"{name}: held-out NME from {start.replace('_', ' ')} "
                     f"{row[start]['nme_inter_ocular_percent']}% after {row['steps']} steps")
             if start in base_errors:

@@ -137,6 +137,14 @@ def score(model_dir: pathlib.Path, examples: list[bytes], threshold: float):
             evaluation.headline_errors(predictions))
 
 
+def rounded_figures(result: dict, threshold: float) -> dict:
+    """score()'s summary as the lever and data-scaling reports write it: percent NME, AUC and
+    failure rate at `threshold`, rounded."""
+    return {"nme_inter_ocular_percent": round(result["nme_inter_ocular"], 3),
+            "auc": round(result[f"auc_{threshold:g}"], 4),
+            "failure_percent": round(result[f"failure_rate_{threshold:g}"], 2)}
+
+
 def inference_rate(model_dir: pathlib.Path, batch: int = 64, rounds: int = 5) -> float:
     """Images/s of the canonical signature at `batch`, best of `rounds`."""
     import tensorflow as tf

@@ -30,6 +30,21 @@ def test_an_arm_changes_only_its_faces_its_start_and_its_stopping_cap():
     assert arm["trainer"]["lr_drops"] == base["trainer"]["lr_drops"]
 
 
+def test_the_faces_read_once_are_the_subsets_train_fraction_gives():
+    """read_faces filters all the training faces by the rule data.train_fraction applies: each
+    fraction's faces are exactly those a run with that fraction trains on."""
+    from facealign.core import splits
+
+    demo = REPO / "pipeline.yaml"
+    held_out, training = data_scaling.read_faces(str(demo), [0.25, 0.5, 1.0])
+    for fraction, faces in training.items():
+        cfg = config_lib.load(demo, [f"data.train_fraction={fraction:g}"])
+        expected = splits.configured_faces(cfg, log=lambda line: None)
+        assert [r.face_id for r in faces] == [r.face_id for r in expected["train"]]
+        assert [r.face_id for r in held_out] == [r.face_id for r in expected["eval"]]
+    assert len(training[0.25]) < len(training[0.5]) < len(training[1.0]) == 48
+
+
 def test_the_fit_recovers_a_known_power_law():
     faces = np.array([250.0, 500.0, 1000.0, 2000.0])
     a, b = data_scaling.fit_power_law(faces, 20.0 * faces ** -0.3)
