@@ -121,8 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train-sample", type=int, default=100,
                         help="training faces (of the smallest fraction's) scored per arm")
     parser.add_argument("--reference", action="append", default=[], metavar="NAME=PATH",
-                        help="also score this model (a SavedModel trained on all the training "
-                             "faces, e.g. a published one) on the same faces")
+                        help="also score this model (a SavedModel or a TF Serving base folder, "
+                             "its newest version; e.g. a published one) on the same faces")
     parser.add_argument("--threshold", type=float, default=0.08)
     args = parser.parse_args(argv)
     fractions = sorted(set(args.fractions))
@@ -131,6 +131,17 @@ def main(argv=None) -> int:
     if args.only is not None and args.only not in fractions:
         parser.error(f"--only {args.only:g} is not one of --fractions {fractions}")
     seeds = sorted(set(args.seeds))
+    from facealign.core import model_paths
+
+    reference_dirs = {}   # checked before any training: a typo is one line, not a traceback
+    for reference in args.reference:
+        name, _, path = reference.partition("=")
+        if not name or not path:
+            parser.error(f"--reference {reference!r}: give NAME=PATH")
+        try:
+            reference_dirs[name] = (path, model_paths.resolve_model_dir(path))
+        except OSError as exc:
+            parser.error(f"--reference {name}: {exc}")
     out = pathlib.Path(args.out)
     for fraction in [args.only] if args.only is not None else fractions:
         for seed in seeds:
@@ -154,11 +165,8 @@ def main(argv=None) -> int:
                 for name, examples in faces_scored.items()}
 
     references = {}
-    for reference in args.reference:
-        name, _, path = reference.partition("=")
-        if not path:
-            parser.error(f"--reference {reference!r}: give NAME=PATH")
-        references[name] = {"model": path, **scores(pathlib.Path(path))}
+    for name, (path, model_dir) in reference_dirs.items():
+        references[name] = {"model": path, **scores(pathlib.Path(model_dir))}
         print(f"{name}: held-out NME {references[name]['held_out']['nme_inter_ocular_percent']}%,"
               f" on training faces "
               f"{references[name]['training_sample']['nme_inter_ocular_percent']}%", flush=True)

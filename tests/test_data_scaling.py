@@ -3,6 +3,7 @@ training faces and its start from random weights; the power-law fit recovers a k
 real tiny learning curve on the demo faces trains, scores and plots every arm."""
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -62,6 +63,19 @@ def test_bad_fractions_are_refused(capsys):
     with pytest.raises(SystemExit):
         data_scaling.main(["--fractions", "0.5", "1", "--only", "0.3"])
     assert "--only 0.3 is not one of" in capsys.readouterr().err
+
+
+def test_a_bad_reference_is_refused_before_any_training(tmp_path, capsys):
+    out = tmp_path / "scaling"
+    cases = ((f"x={tmp_path / 'missing'}", "--reference x: .*no such model folder"),
+             (f"y={tmp_path}", "--reference y: .*not a SavedModel folder"),
+             ("no-path", "--reference 'no-path': give NAME=PATH"))
+    for reference, message in cases:
+        with pytest.raises(SystemExit):
+            data_scaling.main(["--fractions", "0.5", "1", "--out", str(out),
+                               "--reference", reference])
+        assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()   # refused before an arm was started
 
 
 @pytest.mark.e2e
